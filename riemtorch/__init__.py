@@ -1,0 +1,9 @@
+"""riemtorch: deep learning on Riemannian manifolds with PyTorch."""
+
+from riemtorch import config, linalg
+from riemtorch.manifolds import Euclidean, Manifold, Sphere
+from riemtorch.parameter import ManifoldParameter
+
+__version__ = "0.1.0"
+
+__all__ = ["config", "linalg", "Manifold", "ManifoldParameter", "Euclidean", "Sphere"]

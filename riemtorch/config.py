@@ -1,0 +1,84 @@
+"""Library-wide switches: input validation and the numerical policy.
+
+Numerical policy
+----------------
+This is the one place that states how riemtorch handles floating-point limits; every other
+docstring refers here.
+
+* **Eigendecompositions of float32 input run in float64** (``config.eigh_in_float64``, default
+  ``True``). A float32 ``eigh`` determines small eigenvalues only to about
+  ``6e-8 * max eigenvalue``, so at condition number 1e6 the smallest eigenvalue of an SPD matrix
+  can be off by several percent, and its logarithm, square root and inverse with it. The matrix
+  is promoted, decomposed and the result cast back to float32; gradients follow the same path.
+  Set the switch to ``False`` to trade that accuracy for speed (mostly relevant on GPUs with slow
+  float64).
+* **Eigenvalue floor for functions that need positive eigenvalues** (log, square root, inverse
+  square root, negative powers): eigenvalues are clamped from below at
+  ``eigenvalue_floor(dtype) * max(|eigenvalue|)`` of the same matrix, where ``dtype`` is the
+  dtype of the *input*: ``float32`` ``1.2e-7``, ``float64`` ``2.2e-16`` (the machine epsilon).
+  Below that relative size an eigenvalue is rounding noise of the input itself, so clamping
+  changes nothing that the input determines, and it keeps ``log`` and ``x**-0.5`` finite.
+  With validation on, an eigenvalue more negative than ``-n * floor * max|eigenvalue|`` raises
+  ``ValueError`` ("not positive definite") instead of being clamped silently.
+* **ReEig** clamps at an absolute threshold chosen by the layer (default ``1e-4``), independent
+  of this floor.
+* **Near-equal eigenvalues in backward passes.** The Daleckii-Krein divided differences
+  ``(f(a) - f(b)) / (a - b)`` are evaluated in a cancellation-free closed form for the built-in
+  functions (sqrt, inverse sqrt, log, exp, powers); for a user function they switch to
+  ``(f'(a) + f'(b)) / 2`` when ``|a - b| <= sqrt(eps) * max(|a|, |b|, 1)``. Gradients are
+  therefore finite at repeated eigenvalues, in particular at the identity.
+
+Validation
+----------
+``config.validate`` (default ``True``; environment variable ``RIEMTORCH_VALIDATE=0`` turns it off
+at import) makes public functions check the *values* of their inputs: symmetry, finiteness,
+positive definiteness, points lying on the manifold. These checks read a value back to the host,
+which costs a device synchronisation on GPU; turn them off in tight training loops once the
+pipeline is known to be sound. Checks of type, dtype and shape cost nothing and are always on.
+
+Examples
+--------
+>>> import riemtorch
+>>> riemtorch.config.validate
+True
+>>> with riemtorch.config.override(validate=False):
+...     riemtorch.config.validate
+False
+"""
+
+import contextlib
+import os
+
+import torch
+
+__all__ = ["validate", "eigh_in_float64", "override", "eigenvalue_floor", "symmetry_tolerance"]
+
+validate: bool = os.environ.get("RIEMTORCH_VALIDATE", "1") not in ("0", "false", "False", "")
+eigh_in_float64: bool = True
+
+_SWITCHES = ("validate", "eigh_in_float64")
+
+
+@contextlib.contextmanager
+def override(**switches):
+    """Temporarily set switches of this module, e.g. ``override(validate=False)``."""
+    unknown = set(switches) - set(_SWITCHES)
+    if unknown:
+        raise ValueError(f"unknown config switch(es) {sorted(unknown)}; known: {list(_SWITCHES)}")
+    module = globals()
+    saved = {name: module[name] for name in switches}
+    module.update(switches)
+    try:
+        yield
+    finally:
+        module.update(saved)
+
+
+def eigenvalue_floor(dtype: torch.dtype) -> float:
+    """Relative floor for eigenvalues of SPD input of ``dtype`` (see the numerical policy)."""
+    return torch.finfo(dtype).eps
+
+
+def symmetry_tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance on ``max|X - X^T| / max|X|`` accepted as symmetric: ``sqrt(eps)``."""
+    return torch.finfo(dtype).eps ** 0.5

@@ -1,0 +1,43 @@
+"""Batched functions of symmetric matrices with exact, stable backward passes.
+
+All functions take ``(..., n, n)`` tensors, float32 or float64, and follow the numerical policy
+of :mod:`riemtorch.config`.
+"""
+
+from riemtorch.linalg.lyapunov import (
+    generalized_eigvalsh,
+    lyapunov_in_eigenbasis,
+    solve_lyapunov,
+)
+from riemtorch.linalg.spectral import SpectralFunction
+from riemtorch.linalg.symmetric import (
+    apply_spectral,
+    clamp_eigenvalues,
+    eigh,
+    expm,
+    invsqrtm,
+    logm,
+    powm,
+    sqrtm,
+    sqrtm_invsqrtm,
+    sym,
+    sym_funcm,
+)
+
+__all__ = [
+    "SpectralFunction",
+    "apply_spectral",
+    "clamp_eigenvalues",
+    "eigh",
+    "expm",
+    "generalized_eigvalsh",
+    "invsqrtm",
+    "logm",
+    "lyapunov_in_eigenbasis",
+    "powm",
+    "solve_lyapunov",
+    "sqrtm",
+    "sqrtm_invsqrtm",
+    "sym",
+    "sym_funcm",
+]

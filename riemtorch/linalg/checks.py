@@ -1,0 +1,43 @@
+"""Input checks shared by the public functions (see :mod:`riemtorch.config` for the switch)."""
+
+import torch
+
+from riemtorch import config
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+def check_float_tensor(x, name: str = "input") -> None:
+    """Raise ``TypeError`` unless ``x`` is a float32 or float64 tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+
+
+def check_square(x: torch.Tensor, name: str = "input") -> None:
+    """Raise ``ValueError`` unless ``x`` has shape ``(..., n, n)``."""
+    if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{name} must have shape (..., n, n), got {tuple(x.shape)}")
+
+
+def check_finite(x: torch.Tensor, name: str = "input") -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or infinity (only when validation is on)."""
+    if config.validate and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_symmetric_matrix(x, name: str = "input") -> None:
+    """Check a batch of symmetric matrices: type, dtype and shape always; symmetry and
+    finiteness when validation is on (tolerance: :func:`riemtorch.config.symmetry_tolerance`)."""
+    check_float_tensor(x, name)
+    check_square(x, name)
+    if not config.validate:
+        return
+    check_finite(x, name)
+    if x.numel() == 0:
+        return
+    asym = (x - x.transpose(-1, -2)).abs().amax()
+    scale = x.abs().amax().clamp_min(torch.finfo(x.dtype).tiny)
+    if bool(asym > config.symmetry_tolerance(x.dtype) * scale):
+        raise ValueError(f"{name} is not symmetric: max |X - X^T| = {float(asym):.3g}")

@@ -1,0 +1,104 @@
+"""Lyapunov equation ``P L + L P = V`` for SPD ``P`` and generalized symmetric eigenvalues."""
+
+import torch
+
+from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
+from riemtorch.linalg.symmetric import eigh, floor_eigenvalues, sym, working_dtype
+
+
+def lyapunov_in_eigenbasis(lam: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Solve ``P L + L P = V`` given ``P = U diag(lam) U^T``: ``L = U ((U^T V U) / (lam_i + lam_j)) U^T``.
+
+    Differentiable by plain autograd in ``v`` (and in ``lam``, ``u``); for library code that
+    already holds the eigendecomposition of ``P``.
+    """
+    ut = u.transpose(-1, -2)
+    return u @ ((ut @ v @ u) / (lam.unsqueeze(-1) + lam.unsqueeze(-2))) @ ut
+
+
+class _Lyapunov(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, v):
+        lam, u = eigh(p)
+        lam = floor_eigenvalues(lam, p.dtype)
+        sol = lyapunov_in_eigenbasis(lam, u, v.to(lam.dtype))
+        ctx.save_for_backward(lam, u, sol)
+        ctx.dtypes = (p.dtype, v.dtype)
+        return sol.to(torch.promote_types(p.dtype, v.dtype))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        lam, u, sol = ctx.saved_tensors
+        # The operator V -> L is self-adjoint; differentiating P L + L P = V in P gives
+        # dL = -L_P[dP L + L dP], whose adjoint is -(W L^T + L^T W) with W = L_P[G].
+        w = lyapunov_in_eigenbasis(lam, u, grad.to(lam.dtype))
+        st = sol.transpose(-1, -2)
+        grad_p = -sym(w @ st + st @ w)
+        return grad_p.to(ctx.dtypes[0]), w.to(ctx.dtypes[1])
+
+
+def solve_lyapunov(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Solve ``P L + L P = V`` for SPD ``P``.
+
+    This is the operator ``L_P[V]`` of the Bures-Wasserstein metric. One ``eigh`` of ``P``; the
+    backward reuses it and is finite at repeated eigenvalues of ``P``.
+
+    Parameters
+    ----------
+    p : torch.Tensor
+        SPD matrices, shape ``(..., n, n)``.
+    v : torch.Tensor
+        Right-hand sides, shape broadcastable with ``p``; need not be symmetric.
+
+    Returns
+    -------
+    torch.Tensor
+        ``L``, the broadcast shape of ``p`` and ``v``.
+
+    Examples
+    --------
+    >>> import torch, riemtorch.linalg as L
+    >>> p = 2 * torch.eye(2, dtype=torch.float64)
+    >>> L.solve_lyapunov(p, torch.eye(2, dtype=torch.float64))
+    tensor([[0.2500, 0.0000],
+            [0.0000, 0.2500]], dtype=torch.float64)
+    """
+    check_symmetric_matrix(p, "P")
+    check_float_tensor(v, "V")
+    check_square(v, "V")
+    if v.shape[-1] != p.shape[-1]:
+        raise ValueError(f"P {tuple(p.shape)} and V {tuple(v.shape)} differ in matrix size")
+    return _Lyapunov.apply(p, v)
+
+
+def generalized_eigvalsh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues ``w`` of ``A x = w B x`` for symmetric ``A`` and SPD ``B``, ascending.
+
+    Computed as the eigenvalues of ``C^-1 A C^-T`` with ``B = C C^T`` (one Cholesky, two
+    triangular solves, one ``eigvalsh``); differentiable, with gradients finite at repeated
+    eigenvalues. Float32 input is solved in float64 (see :mod:`riemtorch.config`).
+
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        Shapes ``(..., n, n)`` that broadcast together.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., n)``, the dtype of the inputs.
+    """
+    check_symmetric_matrix(a, "A")
+    check_symmetric_matrix(b, "B")
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    work = working_dtype(dtype)
+    a, b = a.to(work), b.to(work)
+    try:
+        chol = torch.linalg.cholesky(b)
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(f"B is not positive definite: {err}") from None
+    a, chol = torch.broadcast_tensors(a, chol)
+    half = torch.linalg.solve_triangular(chol, a, upper=False)
+    whole = torch.linalg.solve_triangular(chol, half.transpose(-1, -2), upper=False)
+    return torch.linalg.eigvalsh(sym(whole)).to(dtype)

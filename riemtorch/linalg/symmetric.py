@@ -1,0 +1,180 @@
+"""Functions of symmetric matrices through one ``eigh``, with a Daleckii-Krein backward.
+
+For ``X = U diag(a) U^T`` and a scalar ``f``, ``f(X) = U diag(f(a)) U^T`` and the gradient of a
+loss with upstream gradient ``G`` is ``U (L o (U^T sym(G) U)) U^T`` with the Loewner matrix
+``L_ij = (f(a_i) - f(a_j)) / (a_i - a_j)`` (``f'(a_i)`` on ties). Plain autograd through
+``torch.linalg.eigh`` divides by ``a_i - a_j`` and returns NaN at repeated eigenvalues, e.g. at
+the identity; this backward does not.
+
+Gradients are returned as symmetric matrices: they are gradients with respect to the symmetric
+input ``X`` (equivalently of ``f((X + X^T) / 2)``). Float32 input is decomposed in float64 and
+eigenvalues of SPD input are floored as stated in :mod:`riemtorch.config`.
+"""
+
+from typing import Callable, Sequence, Tuple
+
+import torch
+
+from riemtorch import config
+from riemtorch.linalg import spectral
+from riemtorch.linalg.checks import check_symmetric_matrix
+
+
+def sym(x: torch.Tensor) -> torch.Tensor:
+    """Symmetric part ``(X + X^T) / 2`` of ``(..., n, n)`` matrices."""
+    return 0.5 * (x + x.transpose(-1, -2))
+
+
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Dtype in which eigenproblems of ``dtype`` input are solved (numerical policy)."""
+    if dtype == torch.float32 and config.eigh_in_float64:
+        return torch.float64
+    return dtype
+
+
+def eigh(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` in the working dtype of the policy (results in that dtype)."""
+    return torch.linalg.eigh(x.to(working_dtype(x.dtype)))
+
+
+def floor_eigenvalues(lam: torch.Tensor, input_dtype: torch.dtype) -> torch.Tensor:
+    """Clamp eigenvalues ``(..., n)`` of SPD input at the relative floor of the policy.
+
+    With validation on, raise ``ValueError`` for a clearly negative eigenvalue.
+    """
+    floor = config.eigenvalue_floor(input_dtype)
+    top = lam.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(lam.dtype).tiny)
+    if config.validate and lam.numel() > 0:
+        worst = (lam / top).amin()
+        if bool(worst < -lam.shape[-1] * floor):
+            raise ValueError(
+                "input is not positive definite: smallest eigenvalue / largest = "
+                f"{float(worst):.3g}"
+            )
+    return torch.maximum(lam, floor * top)
+
+
+def _reconstruct(u: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return (u * values.unsqueeze(-2)) @ u.transpose(-1, -2)
+
+
+class _SymmetricFunctions(torch.autograd.Function):
+    """Several spectral functions of one symmetric matrix from a single ``eigh``."""
+
+    @staticmethod
+    def forward(ctx, x, functions):
+        lam, u = eigh(x)
+        if any(fn.needs_positive for fn in functions):
+            lam = floor_eigenvalues(lam, x.dtype)
+        ctx.functions = functions
+        ctx.input_dtype = x.dtype
+        ctx.save_for_backward(lam, u)
+        return tuple(_reconstruct(u, fn.f(lam)).to(x.dtype) for fn in functions)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        lam, u = ctx.saved_tensors
+        ut = u.transpose(-1, -2)
+        inner = None
+        for fn, g in zip(ctx.functions, grads):
+            if g is None:
+                continue
+            term = fn.loewner(lam) * (ut @ sym(g.to(u.dtype)) @ u)
+            inner = term if inner is None else inner + term
+        if inner is None:
+            return None, None
+        return (u @ inner @ ut).to(ctx.input_dtype), None
+
+
+def apply_spectral(x: torch.Tensor, functions: Sequence[spectral.SpectralFunction]):
+    """Apply several :class:`~riemtorch.linalg.spectral.SpectralFunction` to ``x`` from one
+    eigendecomposition, without input checks (for library internals). Returns a tuple."""
+    return _SymmetricFunctions.apply(x, tuple(functions))
+
+
+def _public(x, functions, name="input"):
+    check_symmetric_matrix(x, name)
+    return apply_spectral(x, functions)
+
+
+def sqrtm(x: torch.Tensor) -> torch.Tensor:
+    """Principal square root of SPD matrices.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        SPD matrices, shape ``(..., n, n)``, float32 or float64.
+
+    Returns
+    -------
+    torch.Tensor
+        ``X^(1/2)``, shape ``(..., n, n)``.
+
+    Examples
+    --------
+    >>> import torch, riemtorch.linalg as L
+    >>> L.sqrtm(4 * torch.eye(2, dtype=torch.float64))
+    tensor([[2., 0.],
+            [0., 2.]], dtype=torch.float64)
+    """
+    return _public(x, (spectral.SQRT,))[0]
+
+
+def invsqrtm(x: torch.Tensor) -> torch.Tensor:
+    """Inverse principal square root ``X^(-1/2)`` of SPD matrices ``(..., n, n)``."""
+    return _public(x, (spectral.INV_SQRT,))[0]
+
+
+def sqrtm_invsqrtm(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(X^(1/2), X^(-1/2))`` of SPD matrices ``(..., n, n)`` from one eigendecomposition."""
+    return _public(x, (spectral.SQRT, spectral.INV_SQRT))
+
+
+def logm(x: torch.Tensor) -> torch.Tensor:
+    """Principal logarithm of SPD matrices ``(..., n, n)``."""
+    return _public(x, (spectral.LOG,))[0]
+
+
+def expm(x: torch.Tensor) -> torch.Tensor:
+    """Exponential of symmetric matrices ``(..., n, n)`` (an SPD result)."""
+    return _public(x, (spectral.EXP,))[0]
+
+
+def powm(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Real power ``X^p`` of SPD matrices ``(..., n, n)``; ``p`` is a Python number."""
+    if not isinstance(p, (int, float)):
+        raise TypeError(f"p must be a Python int or float, got {type(p).__name__}")
+    return _public(x, (spectral.Power(p),))[0]
+
+
+def clamp_eigenvalues(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Replace eigenvalues below ``threshold`` by ``threshold`` (the ReEig rectification).
+
+    The gradient is zero in the clamped eigen-directions, as in Ionescu et al.'s matrix
+    backpropagation.
+    """
+    if threshold <= 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
+    return _public(x, (spectral.ClampBelow(threshold),))[0]
+
+
+def sym_funcm(
+    x: torch.Tensor,
+    f: Callable[[torch.Tensor], torch.Tensor],
+    f_prime: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``f(X)`` for symmetric ``X`` ``(..., n, n)`` and an elementwise torch function ``f``.
+
+    ``f_prime`` is the derivative of ``f``; the backward uses divided differences and switches
+    to ``(f'(a) + f'(b)) / 2`` for nearly equal eigenvalues (see :mod:`riemtorch.config`).
+    Eigenvalues are not clamped: ``f`` must be defined on the whole spectrum.
+
+    Examples
+    --------
+    >>> import torch, riemtorch.linalg as L
+    >>> x = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
+    >>> L.sym_funcm(x, torch.sqrt, lambda t: 0.5 / t.sqrt()).diagonal()
+    tensor([1., 2.], dtype=torch.float64)
+    """
+    return _public(x, (spectral.SpectralFunction(f, f_prime),))[0]

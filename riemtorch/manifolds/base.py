@@ -1,0 +1,255 @@
+"""The :class:`Manifold` interface shared by every geometry.
+
+A point or tangent vector is a tensor whose trailing ``manifold.ndim`` dimensions are the
+manifold; all leading dimensions are batch dimensions and broadcast like torch.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from riemtorch import config
+
+
+def default_tolerance(dtype: torch.dtype) -> float:
+    """Tolerance of membership checks: ``1e-4`` for float32, ``1e-8`` for float64."""
+    return 1e-4 if dtype == torch.float32 else 1e-8
+
+
+def default_mean_tolerance(dtype: torch.dtype) -> float:
+    """Stopping tolerance of iterative means (norm of the last step): ``1e-5`` / ``1e-10``."""
+    return 1e-5 if dtype == torch.float32 else 1e-10
+
+
+def broadcast_batch(value: torch.Tensor, x: torch.Tensor, ndim: int, keepdim: bool):
+    """Broadcast a per-point ``value`` (batch shape, plus ``ndim`` ones when ``keepdim``) to the
+    batch shape of the points ``x``, so reductions follow torch broadcasting of all inputs."""
+    batch = x.shape[: x.dim() - ndim] + ((1,) * ndim if keepdim else ())
+    return value.expand(torch.broadcast_shapes(batch, value.shape))
+
+
+class Manifold(nn.Module):
+    """Base class of all manifolds (an ``nn.Module``, so learnable geometry moves with ``.to()``).
+
+    Subclasses implement ``projx``, ``proju``, ``inner``, ``expmap``, ``logmap``, ``transp``,
+    ``random``, ``origin`` and ``_check_point_on_manifold`` / ``_check_vector_on_tangent``; the
+    rest has generic defaults that subclasses override with closed forms.
+
+    Attributes
+    ----------
+    ndim : int
+        Number of trailing dimensions that make one point (2 for matrices, 1 for vectors).
+    """
+
+    ndim: int = 1
+
+    # ---- to be implemented by every manifold -------------------------------------------------
+    def projx(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest point of the manifold (or a projection onto it)."""
+        raise NotImplementedError
+
+    def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Project an ambient vector ``u`` onto the tangent space at ``x``."""
+        raise NotImplementedError
+
+    def inner(self, x, u, v=None, keepdim: bool = False) -> torch.Tensor:
+        """Riemannian inner product ``<u, v>_x`` (``v = u`` when omitted)."""
+        raise NotImplementedError
+
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Riemannian exponential map ``Exp_x(u)``."""
+        raise NotImplementedError
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Riemannian logarithm ``Log_x(y)``, the inverse of ``expmap`` near ``x``."""
+        raise NotImplementedError
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Transport a tangent vector ``v`` at ``x`` to the tangent space at ``y``."""
+        raise NotImplementedError
+
+    def random(self, *size, dtype=None, device=None, generator=None) -> torch.Tensor:
+        """Random points; ``size`` is the batch shape."""
+        raise NotImplementedError
+
+    def origin(self, *size, dtype=None, device=None) -> torch.Tensor:
+        """The base point (identity element of the gyro structure), with batch shape ``size``."""
+        raise NotImplementedError
+
+    def _check_point_on_manifold(self, x, atol, rtol) -> Tuple[bool, Optional[str]]:
+        raise NotImplementedError
+
+    def _check_vector_on_tangent(self, x, u, atol, rtol) -> Tuple[bool, Optional[str]]:
+        raise NotImplementedError
+
+    def _check_shape(self, shape: torch.Size, name: str) -> Tuple[bool, Optional[str]]:
+        if len(shape) < self.ndim:
+            return False, f"{name} needs at least {self.ndim} dimensions, got shape {tuple(shape)}"
+        return True, None
+
+    # ---- generic defaults ----------------------------------------------------------------------
+    def egrad2rgrad(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Riemannian gradient from the Euclidean gradient ``g`` of a function at ``x``."""
+        return self.proju(x, g)
+
+    def norm(self, x: torch.Tensor, u: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+        """Riemannian norm ``||u||_x``."""
+        return self.inner(x, u, keepdim=keepdim).clamp_min(0).sqrt()
+
+    def dist(self, x: torch.Tensor, y: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+        """Geodesic distance."""
+        return self.norm(x, self.logmap(x, y), keepdim=keepdim)
+
+    def dist2(self, x: torch.Tensor, y: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+        """Squared geodesic distance (differentiable at ``x = y``)."""
+        return self.inner(x, self.logmap(x, y), keepdim=keepdim)
+
+    def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Retraction; the exponential map unless a manifold documents a cheaper one."""
+        return self.expmap(x, u)
+
+    def retr_transp(self, x, u, v) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Retract ``u`` and transport ``v`` to the new point: ``(y, transp(x, y, v))``."""
+        y = self.retr(x, u)
+        return y, self.transp(x, y, v)
+
+    def expmap_transp(self, x, u, v) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Exponential map of ``u`` and transport of ``v`` to the new point."""
+        y = self.expmap(x, u)
+        return y, self.transp(x, y, v)
+
+    def geodesic(self, x: torch.Tensor, y: torch.Tensor, t) -> torch.Tensor:
+        """Point at time ``t`` on the geodesic from ``x`` (``t = 0``) to ``y`` (``t = 1``).
+
+        ``t`` is a number or a tensor broadcastable with the batch shape.
+        """
+        return self.expmap(x, self.scale_tangent(t, self.logmap(x, y)))
+
+    def scale_tangent(self, t, u: torch.Tensor) -> torch.Tensor:
+        """Multiply tangent vectors by ``t`` (number or tensor over the batch dimensions)."""
+        if isinstance(t, torch.Tensor):
+            t = t.to(u.dtype).reshape(t.shape + (1,) * self.ndim)
+        return t * u
+
+    # ---- checks --------------------------------------------------------------------------------
+    def check_point(self, x, atol=None, rtol=None) -> Tuple[bool, Optional[str]]:
+        """Whether ``x`` is a batch of points of this manifold: ``(ok, reason)``."""
+        if not isinstance(x, torch.Tensor):
+            return False, f"point must be a torch.Tensor, got {type(x).__name__}"
+        ok, reason = self._check_shape(x.shape, "point")
+        if not ok:
+            return ok, reason
+        if not bool(torch.isfinite(x).all()):
+            return False, "point contains NaN or infinite values"
+        tol = default_tolerance(x.dtype)
+        return self._check_point_on_manifold(x, tol if atol is None else atol,
+                                             tol if rtol is None else rtol)
+
+    def check_vector(self, x, u, atol=None, rtol=None) -> Tuple[bool, Optional[str]]:
+        """Whether ``u`` is a batch of tangent vectors at ``x``: ``(ok, reason)``."""
+        ok, reason = self.check_point(x, atol, rtol)
+        if not ok:
+            return ok, reason
+        ok, reason = self._check_shape(u.shape, "tangent vector")
+        if not ok:
+            return ok, reason
+        if not bool(torch.isfinite(u).all()):
+            return False, "tangent vector contains NaN or infinite values"
+        tol = default_tolerance(u.dtype)
+        return self._check_vector_on_tangent(x, u, tol if atol is None else atol,
+                                             tol if rtol is None else rtol)
+
+    def assert_check_point(self, x, name: str = "point") -> None:
+        """Raise ``ValueError`` with the reason if ``x`` is not on the manifold."""
+        ok, reason = self.check_point(x)
+        if not ok:
+            raise ValueError(f"{name} is not on {self!r}: {reason}")
+
+    def assert_check_vector(self, x, u, name: str = "tangent vector") -> None:
+        """Raise ``ValueError`` with the reason if ``u`` is not tangent at ``x``."""
+        ok, reason = self.check_vector(x, u)
+        if not ok:
+            raise ValueError(f"{name} is not tangent to {self!r}: {reason}")
+
+    # ---- Fréchet statistics --------------------------------------------------------------------
+    def _reduce_dim(self, x: torch.Tensor, dim: int) -> int:
+        batch_ndim = x.dim() - self.ndim
+        if not -batch_ndim <= dim < batch_ndim:
+            raise ValueError(
+                f"dim={dim} is not a batch dimension of a tensor of shape {tuple(x.shape)} "
+                f"on a manifold with ndim={self.ndim}"
+            )
+        return dim % batch_ndim
+
+    def _stack_and_weights(self, x, weights, dim):
+        """Move the reduced dimension first; weights normalised to sum 1 along it."""
+        dim = self._reduce_dim(x, dim)
+        x = x.movedim(dim, 0)
+        batch = x.shape[: x.dim() - self.ndim]
+        if weights is None:
+            w = torch.full(batch[:1], 1.0 / batch[0], dtype=x.dtype, device=x.device)
+            w = w.reshape(w.shape + (1,) * (len(batch) - 1))
+        else:
+            if not isinstance(weights, torch.Tensor):
+                raise TypeError(f"weights must be a tensor, got {type(weights).__name__}")
+            w = weights.to(dtype=x.dtype, device=x.device)
+            if w.dim() == 1:
+                if w.shape[0] != batch[0]:
+                    raise ValueError(f"weights {tuple(w.shape)} do not match {batch[0]} samples")
+                w = w.reshape(w.shape + (1,) * (len(batch) - 1))
+            else:
+                w = w.movedim(dim, 0)
+            if config.validate and bool((w < 0).any()):
+                raise ValueError("weights must be non-negative")
+            w = w / w.sum(dim=0, keepdim=True)
+        return x, w.expand(batch), dim
+
+    def _initial_mean(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x[0]
+
+    def frechet_mean(self, x, weights=None, dim: int = 0, keepdim: bool = False,
+                     tol: Optional[float] = None, max_iter: int = 100) -> torch.Tensor:
+        """Weighted Fréchet (Karcher) mean over batch dimension ``dim``.
+
+        The generic solver is the Karcher flow ``m <- Exp_m(sum_i w_i Log_m(x_i))``, stopped when
+        the largest step norm is below ``tol`` (``1e-10`` float64, ``1e-5`` float32) or after
+        ``max_iter`` steps; it is differentiable by unrolling. Manifolds with closed forms or
+        faster solvers override it.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Points, shape ``(..., N, ..., *point_shape)`` with ``N`` at batch dimension ``dim``.
+        weights : torch.Tensor, optional
+            Non-negative weights of shape ``(N,)`` or of the batch shape of ``x``.
+        dim : int
+            Batch dimension to average over (counted among batch dimensions).
+        keepdim : bool
+            Keep the reduced dimension with size 1.
+        """
+        xs, w, dim = self._stack_and_weights(x, weights, dim)
+        tol = default_mean_tolerance(x.dtype) if tol is None else tol
+        mean = self._initial_mean(xs, w)
+        for _ in range(max_iter):
+            step = (self.scale_tangent(w, self.logmap(mean.unsqueeze(0), xs))).sum(0)
+            mean = self.expmap(mean, step)
+            if bool(self.norm(mean, step).amax() <= tol):
+                break
+        return mean.unsqueeze(dim) if keepdim else mean
+
+    def frechet_variance(self, x, mean=None, weights=None, dim: int = 0,
+                         keepdim: bool = False) -> torch.Tensor:
+        """Weighted mean squared distance of ``x`` to ``mean`` along batch dimension ``dim``.
+
+        ``mean`` defaults to :meth:`frechet_mean`; pass it to reuse a computed mean. It has the
+        batch shape of ``x`` without ``dim`` (or with size 1 there).
+        """
+        if mean is None:
+            mean = self.frechet_mean(x, weights=weights, dim=dim, keepdim=True)
+        elif mean.dim() == x.dim() - 1:
+            mean = mean.unsqueeze(self._reduce_dim(x, dim))
+        xs, w, dim = self._stack_and_weights(x, weights, dim)
+        d2 = self.dist2(mean.movedim(dim, 0), xs)
+        var = (w * d2).sum(0)
+        return var.unsqueeze(dim) if keepdim else var

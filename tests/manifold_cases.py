@@ -1,0 +1,46 @@
+"""The manifolds that the generic axiom tests (test_axioms.py) run over.
+
+A new manifold joins the generic tests by appending one ``Case`` to ``CASES``.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+
+@dataclass
+class Case:
+    """One manifold configuration for the axiom tests.
+
+    id: test id. make: builds the manifold (called once per test). random_kwargs: extra keyword
+    arguments of ``manifold.random`` (point size). step: norm of the tangent vectors used for
+    exp/log round trips (inside the injectivity radius). parallel: ``transp`` is a parallel
+    transport (it must keep inner products). tangent: optional ``f(manifold, x, generator)``
+    returning tangent vectors at ``x`` (default: ``proju`` of a Gaussian).
+    """
+
+    id: str
+    make: Callable
+    random_kwargs: dict = field(default_factory=dict)
+    step: float = 0.5
+    parallel: bool = True
+    tangent: Optional[Callable] = None
+
+
+def _sphere():
+    from riemtorch import Sphere
+
+    return Sphere()
+
+
+def _euclidean():
+    from riemtorch import Euclidean
+
+    return Euclidean(ndim=2)
+
+
+CASES = [
+    Case("euclidean", _euclidean, {"shape": (3, 2)}),
+    Case("sphere", _sphere, {"n": 5}),
+]
