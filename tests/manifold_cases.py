@@ -44,3 +44,21 @@ CASES = [
     Case("euclidean", _euclidean, {"shape": (3, 2)}),
     Case("sphere", _sphere, {"n": 5}),
 ]
+
+
+@dataclass
+class GyroCase:
+    """A manifold with a gyro structure for test_gyro_laws.py.
+
+    id, make, random_kwargs: as in ``Case``. spread: points are ``gyroscalarmul(spread, random)``
+    to keep them where the float tolerances of the laws hold. isometry: gyrations preserve
+    the distance ``dist`` (true for every structure in DESIGN.md).
+    """
+
+    id: str
+    make: Callable
+    random_kwargs: dict = field(default_factory=dict)
+    spread: float = 1.0
+
+
+GYRO_CASES = []
