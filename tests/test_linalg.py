@@ -1,0 +1,212 @@
+"""riemtorch.linalg against scipy, gradcheck of every custom backward, and the identity."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import riemtorch
+from riemtorch import linalg as L
+
+F64 = torch.float64
+
+
+def random_spd(*batch, n=5, cond=10.0, seed=0, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(*batch, n, n, dtype=F64, generator=g))
+    lam = torch.logspace(0, np.log10(cond), n, dtype=F64)
+    return ((q * lam) @ q.mT).to(dtype)
+
+
+def random_sym(*batch, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(*batch, n, n, dtype=F64, generator=g)
+    return L.sym(a)
+
+
+def scipy_batched(fn, x):
+    return torch.from_numpy(np.stack([fn(a) for a in x.reshape(-1, *x.shape[-2:]).numpy()]).real
+                            ).reshape(x.shape)
+
+
+SCIPY_CASES = [
+    ("sqrtm", L.sqrtm, scipy.linalg.sqrtm),
+    ("invsqrtm", L.invsqrtm, lambda a: scipy.linalg.inv(scipy.linalg.sqrtm(a))),
+    ("logm", L.logm, scipy.linalg.logm),
+    ("powm", lambda x: L.powm(x, 0.37), lambda a: scipy.linalg.fractional_matrix_power(a, 0.37)),
+    ("powm_neg", lambda x: L.powm(x, -1.5), lambda a: scipy.linalg.fractional_matrix_power(a, -1.5)),
+]
+
+
+@pytest.mark.parametrize("name,ours,ref", SCIPY_CASES, ids=[c[0] for c in SCIPY_CASES])
+@pytest.mark.parametrize("n", [2, 7, 16])
+def test_spd_functions_match_scipy(name, ours, ref, n):
+    x = random_spd(3, n=n, cond=1e3, seed=n)
+    expected = scipy_batched(ref, x)
+    torch.testing.assert_close(ours(x), expected, rtol=1e-10, atol=1e-10 * expected.abs().max())
+
+
+@pytest.mark.parametrize("n", [2, 7, 16])
+def test_expm_matches_scipy(n):
+    x = random_sym(3, n=n, seed=n)
+    torch.testing.assert_close(L.expm(x), scipy_batched(scipy.linalg.expm, x), rtol=1e-10, atol=1e-12)
+
+
+def test_sqrtm_invsqrtm_share_one_decomposition_and_match():
+    x = random_spd(4, n=6, cond=100.0)
+    s, i = L.sqrtm_invsqrtm(x)
+    torch.testing.assert_close(s, L.sqrtm(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(i, L.invsqrtm(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s @ i, torch.eye(6, dtype=F64).expand(4, 6, 6), rtol=0, atol=1e-12)
+
+
+def test_sym_funcm_and_clamp_eigenvalues():
+    x = random_sym(2, n=5, seed=3)
+    torch.testing.assert_close(L.sym_funcm(x, torch.exp, torch.exp), L.expm(x), rtol=1e-12, atol=1e-12)
+    lam, u = torch.linalg.eigh(x)
+    expected = (u * lam.clamp_min(0.3).unsqueeze(-2)) @ u.mT
+    torch.testing.assert_close(L.clamp_eigenvalues(x, 0.3), expected, rtol=1e-12, atol=1e-12)
+
+
+def sym_input(fn):
+    """gradcheck perturbs entries independently: feed the symmetric part to the function."""
+    return lambda a: fn(L.sym(a))
+
+
+def distinct(n=4, seed=0):
+    return random_spd(2, n=n, cond=20.0, seed=seed)
+
+
+def repeated(n=4):
+    # Identity and a matrix with a triple eigenvalue next to a simple one.
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=F64, generator=torch.Generator().manual_seed(1)))
+    lam = torch.tensor([2.0] * (n - 1) + [5.0], dtype=F64)
+    return torch.stack([torch.eye(n, dtype=F64), (q * lam) @ q.T])
+
+
+GRAD_FUNCTIONS = {
+    "sqrtm": L.sqrtm,
+    "invsqrtm": L.invsqrtm,
+    "logm": L.logm,
+    "expm": L.expm,
+    "powm": lambda x: L.powm(x, 0.6),
+    "powm_neg": lambda x: L.powm(x, -0.8),
+    "sqrtm_invsqrtm": L.sqrtm_invsqrtm,
+    "clamp": lambda x: L.clamp_eigenvalues(x, 1.5),
+    "sym_funcm": lambda x: L.sym_funcm(x, torch.sin, torch.cos),
+}
+
+
+@pytest.mark.parametrize("name", list(GRAD_FUNCTIONS))
+@pytest.mark.parametrize("point", ["distinct", "repeated"])
+def test_gradcheck_spectral_functions(name, point):
+    if name == "clamp" and point == "repeated":
+        pytest.skip("the clamp is not differentiable at an eigenvalue equal to the threshold")
+    x = (distinct() if point == "distinct" else repeated()).requires_grad_()
+    assert torch.autograd.gradcheck(sym_input(GRAD_FUNCTIONS[name]), (x,))
+
+
+def test_gradient_at_identity_is_finite_and_exact_where_eigh_autograd_is_nan():
+    eye = torch.eye(4, dtype=F64, requires_grad=True)
+    weight = random_sym(n=4, seed=7)
+    (L.logm(eye) * weight).sum().backward()
+    # d/dX <W, log X> at X = I is W (the derivative of log at I is the identity map).
+    torch.testing.assert_close(eye.grad, weight, rtol=1e-12, atol=1e-12)
+
+    naive = torch.eye(4, dtype=F64, requires_grad=True)
+    lam, u = torch.linalg.eigh(naive)
+    ((u * lam.log().unsqueeze(-2)) @ u.mT * weight).sum().backward()
+    assert torch.isnan(naive.grad).any()
+
+    eye2 = torch.eye(4, dtype=F64, requires_grad=True)
+    (L.sqrtm(eye2) * weight).sum().backward()
+    torch.testing.assert_close(eye2.grad, 0.5 * weight, rtol=1e-12, atol=1e-12)
+
+
+def test_nearly_repeated_eigenvalues_give_accurate_gradients():
+    # Loewner divided differences in closed form: no cancellation at a gap of 1e-12.
+    lam = torch.tensor([1.0, 1.0 + 1e-12, 3.0], dtype=F64)
+    x = torch.diag(lam).requires_grad_()
+    g = torch.ones(3, 3, dtype=F64)
+    (L.logm(x) * g).sum().backward()
+    expected = torch.tensor([[1.0, 1.0, np.log(3) / 2], [1.0, 1.0, np.log(3) / 2],
+                             [np.log(3) / 2, np.log(3) / 2, 1 / 3]], dtype=F64)
+    torch.testing.assert_close(x.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_lyapunov_solves_the_equation_and_matches_scipy():
+    p = random_spd(3, n=6, cond=50.0)
+    v = torch.randn(3, 6, 6, dtype=F64, generator=torch.Generator().manual_seed(2))
+    sol = L.solve_lyapunov(p, v)
+    torch.testing.assert_close(p @ sol + sol @ p, v, rtol=1e-10, atol=1e-10)
+    ref = torch.from_numpy(np.stack([scipy.linalg.solve_continuous_lyapunov(a, b)
+                                     for a, b in zip(p.numpy(), v.numpy())]))
+    torch.testing.assert_close(sol, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("point", ["distinct", "repeated"])
+def test_lyapunov_gradcheck(point):
+    p = (distinct(seed=4) if point == "distinct" else repeated()).requires_grad_()
+    v = torch.randn(2, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: L.solve_lyapunov(L.sym(a), b), (p, v))
+
+
+def test_generalized_eigvalsh_matches_scipy_and_has_finite_gradient_at_equal_matrices():
+    a, b = random_spd(3, n=5, cond=30.0, seed=1), random_spd(3, n=5, cond=30.0, seed=2)
+    ref = torch.from_numpy(np.stack([scipy.linalg.eigh(x, y, eigvals_only=True)
+                                     for x, y in zip(a.numpy(), b.numpy())]))
+    torch.testing.assert_close(L.generalized_eigvalsh(a, b), ref, rtol=1e-10, atol=1e-12)
+    same = b.clone().requires_grad_()
+    L.generalized_eigvalsh(same, b).log().square().sum().backward()
+    assert torch.isfinite(same.grad).all()
+    assert torch.autograd.gradcheck(
+        lambda x, y: L.generalized_eigvalsh(L.sym(x), L.sym(y)),
+        (a[:1].clone().requires_grad_(), b[:1].clone().requires_grad_()))
+
+
+def test_float32_input_is_decomposed_in_float64():
+    x64 = random_spd(2, n=8, cond=1e6, seed=5)
+    x32 = x64.float()
+    exact = L.logm(x32.double())
+    out = L.logm(x32)
+    assert out.dtype == torch.float32
+    assert float((out.double() - exact).abs().max() / exact.abs().max()) < 1e-6
+    with riemtorch.config.override(eigh_in_float64=False):
+        native = L.logm(x32)
+    assert float((native.double() - exact).abs().max()) > float((out.double() - exact).abs().max())
+
+
+BAD_INPUTS = [
+    ("non-square", lambda: torch.ones(3, 4, dtype=F64), ValueError, "shape"),
+    ("vector", lambda: torch.ones(3, dtype=F64), ValueError, "shape"),
+    ("non-symmetric", lambda: torch.tensor([[2.0, 1.0], [0.0, 2.0]], dtype=F64), ValueError, "not symmetric"),
+    ("nan", lambda: torch.tensor([[float("nan"), 0.0], [0.0, 1.0]], dtype=F64), ValueError, "NaN"),
+    ("int dtype", lambda: torch.eye(2, dtype=torch.int64), TypeError, "dtype"),
+    ("half dtype", lambda: torch.eye(2, dtype=torch.float16), TypeError, "dtype"),
+    ("not a tensor", lambda: np.eye(2), TypeError, "torch.Tensor"),
+    ("indefinite", lambda: torch.diag(torch.tensor([1.0, -1.0], dtype=F64)), ValueError, "positive definite"),
+]
+
+
+@pytest.mark.parametrize("label,make,error,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_raises_clear_error(label, make, error, message):
+    with pytest.raises(error, match=message):
+        L.logm(make())
+
+
+def test_validation_switch_skips_value_checks():
+    asym = torch.tensor([[2.0, 1.0], [0.0, 2.0]], dtype=F64)
+    with riemtorch.config.override(validate=False):
+        L.sqrtm(asym)  # only the lower triangle is read
+        with pytest.raises(ValueError, match="shape"):
+            L.sqrtm(torch.ones(2, 3, dtype=F64))
+    with pytest.raises(ValueError, match="unknown config"):
+        with riemtorch.config.override(validat=False):
+            pass
+
+
+def test_inputs_are_not_modified():
+    x = random_spd(2, n=4)
+    copy = x.clone()
+    L.sqrtm_invsqrtm(x), L.logm(x), L.solve_lyapunov(x, x)
+    assert torch.equal(x, copy)
