@@ -1,0 +1,148 @@
+"""Stateless SPD network operations; the modules in :mod:`riemtorch.nn` call these.
+
+Shapes follow torch: leading dimensions are batch dimensions, the last two are the matrix.
+Matrix functions follow the numerical policy of :mod:`riemtorch.config`.
+"""
+
+import math
+
+import torch
+
+from riemtorch import linalg
+from riemtorch.linalg import spectral
+from riemtorch.linalg.checks import check_float_tensor, check_square
+
+
+def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Bilinear map ``W^T X W`` of SPD matrices.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        SPD matrices ``(..., n_in, n_in)``.
+    weight : torch.Tensor
+        ``(n_in, n_out)`` with orthonormal columns when ``n_out <= n_in``; when ``n_out > n_in``
+        a square ``(n_out, n_out)`` orthogonal matrix, and ``X`` is first embedded as
+        ``blockdiag(X, I)`` so the output stays full rank.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., n_out, n_out)``.
+    """
+    n_in = x.shape[-1]
+    if weight.shape[-2] != n_in:
+        x = pad_identity(x, weight.shape[-2])
+    return linalg.sym(weight.transpose(-1, -2) @ x @ weight)
+
+
+def pad_identity(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Embed ``(..., m, m)`` matrices as ``blockdiag(X, I_{n-m})`` of size ``n``."""
+    m = x.shape[-1]
+    if n < m:
+        raise ValueError(f"cannot pad {m}x{m} matrices to the smaller size {n}")
+    out = torch.zeros(*x.shape[:-2], n, n, dtype=x.dtype, device=x.device)
+    out[..., :m, :m] = x
+    idx = torch.arange(m, n, device=x.device)
+    out[..., idx, idx] = 1
+    return out
+
+
+def reeig(x: torch.Tensor, threshold: float = 1e-4) -> torch.Tensor:
+    """Rectify eigenvalues: ``U max(Λ, threshold) U^T`` (the ReEig layer of SPDNet)."""
+    return linalg.apply_spectral(x, (spectral.ClampBelow(threshold),))[0]
+
+
+def logeig(x: torch.Tensor) -> torch.Tensor:
+    """Matrix logarithm of SPD matrices (the LogEig layer)."""
+    return linalg.apply_spectral(x, (spectral.LOG,))[0]
+
+
+def expeig(x: torch.Tensor) -> torch.Tensor:
+    """Matrix exponential of symmetric matrices (the ExpEig layer)."""
+    return linalg.apply_spectral(x, (spectral.EXP,))[0]
+
+
+def poweig(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Matrix power ``X^p`` of SPD matrices (the PowEig layer)."""
+    return linalg.apply_spectral(x, (spectral.Power(p),))[0]
+
+
+def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = False,
+               eps: float = 0.0) -> torch.Tensor:
+    """Covariance matrices of multichannel signals.
+
+    Parameters
+    ----------
+    signals : torch.Tensor
+        ``(..., channels, time)``.
+    shrinkage : None, float in [0, 1], or "oas"
+        ``None``: the sample covariance (centred, divided by ``time - 1``). A float ``a``:
+        ``(1 - a) S + a tr(S)/c I``. ``"oas"``: the Oracle Approximating Shrinkage of Chen et al.
+        (2010), computed per matrix from the maximum-likelihood covariance (divided by ``time``),
+        as scikit-learn's ``oas``.
+    trace_normalize : bool
+        Divide each matrix by its trace.
+    eps : float
+        Added to the diagonal (after shrinkage and normalisation) to guarantee positive
+        definiteness when ``time < channels`` and no shrinkage is used.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., channels, channels)`` SPD (PSD if ``eps = 0`` and the data are rank deficient).
+    """
+    check_float_tensor(signals, "signals")
+    if signals.dim() < 2 or signals.shape[-1] < 2:
+        raise ValueError(f"signals must have shape (..., channels, time >= 2), got {tuple(signals.shape)}")
+    c, t = signals.shape[-2], signals.shape[-1]
+    centred = signals - signals.mean(dim=-1, keepdim=True)
+    gram = centred @ centred.transpose(-1, -2)
+    eye = torch.eye(c, dtype=signals.dtype, device=signals.device)
+    if shrinkage is None:
+        cov = gram / (t - 1)
+    elif shrinkage == "oas":
+        cov = gram / t
+        mu = cov.diagonal(dim1=-2, dim2=-1).sum(-1) / c
+        alpha = cov.square().sum(dim=(-2, -1)) / c**2
+        num = alpha + mu.square()
+        den = (t + 1) * (alpha - mu.square() / c)
+        rho = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)),
+                          torch.ones_like(den)).clamp(max=1.0)
+        cov = (1 - rho)[..., None, None] * cov + (rho * mu)[..., None, None] * eye
+    elif isinstance(shrinkage, (int, float)) and 0 <= shrinkage <= 1:
+        cov = gram / (t - 1)
+        mu = cov.diagonal(dim1=-2, dim2=-1).sum(-1) / c
+        cov = (1 - shrinkage) * cov + shrinkage * mu[..., None, None] * eye
+    else:
+        raise ValueError(f"shrinkage must be None, a float in [0, 1] or 'oas', got {shrinkage!r}")
+    if trace_normalize:
+        cov = cov / cov.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    if eps:
+        cov = cov + eps * eye
+    return cov
+
+
+def vech(x: torch.Tensor) -> torch.Tensor:
+    """Upper triangle of symmetric ``(..., n, n)`` as ``(..., n(n+1)/2)`` with off-diagonal
+    entries times ``sqrt(2)``, so Euclidean inner products of vectors equal Frobenius inner
+    products of matrices."""
+    check_square(x, "input")
+    n = x.shape[-1]
+    rows, cols = torch.triu_indices(n, n, device=x.device)
+    scale = torch.where(rows == cols, 1.0, math.sqrt(2.0)).to(x.dtype)
+    return x[..., rows, cols] * scale
+
+
+def unvech(v: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`vech`: ``(..., n(n+1)/2)`` back to symmetric ``(..., n, n)``."""
+    m = v.shape[-1]
+    n = int(round((math.sqrt(8 * m + 1) - 1) / 2))
+    if n * (n + 1) // 2 != m:
+        raise ValueError(f"last dimension {m} is not a triangular number n(n+1)/2")
+    rows, cols = torch.triu_indices(n, n, device=v.device)
+    scale = torch.where(rows == cols, 1.0, 1 / math.sqrt(2.0)).to(v.dtype)
+    out = torch.zeros(*v.shape[:-1], n, n, dtype=v.dtype, device=v.device)
+    out[..., rows, cols] = v * scale
+    out[..., cols, rows] = v * scale
+    return out

@@ -1,0 +1,93 @@
+"""SPDNet layers and covariance pooling against independent computations."""
+
+import numpy as np
+import pytest
+import torch
+
+import riemtorch
+from riemtorch import linalg as L
+from riemtorch.nn import functional as F
+
+F64 = torch.float64
+
+
+def spd(*batch, n=5, cond=10.0, seed=0, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(*batch, n, n, dtype=F64, generator=g))
+    return ((q * torch.logspace(0, np.log10(cond), n, dtype=F64)) @ q.mT).to(dtype)
+
+
+def test_covariance_matches_numpy_and_sklearn_oas():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 30, dtype=F64, generator=g)
+    ref = np.stack([np.cov(a) for a in x.numpy()])
+    np.testing.assert_allclose(F.covariance(x).numpy(), ref, rtol=1e-12)
+    sklearn_cov = pytest.importorskip("sklearn.covariance")
+    short = torch.randn(3, 12, 8, dtype=F64, generator=g)  # fewer samples than channels
+    oas_ref = np.stack([sklearn_cov.oas(a.T)[0] for a in short.numpy()])
+    ours = F.covariance(short, shrinkage="oas")
+    np.testing.assert_allclose(ours.numpy(), oas_ref, rtol=1e-10, atol=1e-14)
+    assert bool((torch.linalg.eigvalsh(ours) > 0).all())
+    normed = F.covariance(x, shrinkage=0.1, trace_normalize=True)
+    torch.testing.assert_close(normed.diagonal(dim1=-2, dim2=-1).sum(-1), torch.ones(4, dtype=F64))
+    with pytest.raises(ValueError, match="shrinkage"):
+        F.covariance(x, shrinkage=2.0)
+
+
+def test_vech_preserves_inner_products_and_inverts():
+    a, b = L.sym(torch.randn(2, 5, 5, dtype=F64)), L.sym(torch.randn(2, 5, 5, dtype=F64))
+    torch.testing.assert_close((F.vech(a) * F.vech(b)).sum(-1), (a * b).sum((-2, -1)))
+    torch.testing.assert_close(F.unvech(F.vech(a)), a)
+    assert F.vech(a).shape == (2, 15)
+    with pytest.raises(ValueError, match="triangular"):
+        F.unvech(torch.zeros(7))
+
+
+def test_reeig_clamps_the_spectrum():
+    x = spd(3, n=6, cond=1e4)
+    lam, u = torch.linalg.eigh(x)
+    expected = (u * lam.clamp_min(0.01).unsqueeze(-2)) @ u.mT
+    torch.testing.assert_close(riemtorch.nn.ReEig(0.01)(x), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_eig_layers_invert_each_other():
+    x = spd(2, n=4, cond=100.0)
+    torch.testing.assert_close(riemtorch.nn.ExpEig()(riemtorch.nn.LogEig()(x)), x)
+    torch.testing.assert_close(riemtorch.nn.PowEig(0.5)(x) @ riemtorch.nn.PowEig(0.5)(x), x)
+
+
+@pytest.mark.parametrize("fn", [lambda x: F.reeig(x, 0.5), F.logeig, F.expeig, lambda x: F.poweig(x, 0.3)],
+                         ids=["reeig", "logeig", "expeig", "poweig"])
+def test_gradcheck_eig_layers_including_the_identity(fn):
+    x = torch.cat([spd(2, n=4, cond=20.0), torch.eye(4, dtype=F64)[None]]).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: fn(L.sym(a)), (x,))
+
+
+def test_float32_layers_stay_finite_at_condition_1e6_and_repeated_eigenvalues():
+    x = torch.cat([spd(3, n=8, cond=1e6, dtype=torch.float32),
+                   torch.eye(8)[None], torch.diag(torch.tensor([2.0] * 7 + [1e-6]))[None]])
+    x.requires_grad_()
+    out = F.logeig(F.reeig(x, 1e-4))
+    out.square().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+stiefel_missing = not hasattr(riemtorch, "Stiefel") and not hasattr(riemtorch.manifolds, "Stiefel")
+
+
+@pytest.mark.skipif(stiefel_missing, reason="needs the Stiefel manifold")
+@pytest.mark.parametrize("n_in,n_out", [(8, 4), (4, 6)])
+def test_bimap_is_congruence_by_an_orthonormal_weight(n_in, n_out):
+    layer = riemtorch.nn.BiMap(n_in, n_out, dtype=F64)
+    w = layer.weight.detach()
+    torch.testing.assert_close(w.mT @ w, torch.eye(n_out, dtype=F64))
+    x = spd(5, n=n_in, cond=50.0)
+    out = layer(x)
+    padded = torch.eye(max(n_in, n_out), dtype=F64).repeat(5, 1, 1)
+    padded[:, :n_in, :n_in] = x
+    torch.testing.assert_close(out, w.mT @ padded @ w)
+    assert bool((torch.linalg.eigvalsh(out) > 0).all())
+    assert torch.autograd.gradcheck(lambda a, b: F.bimap(L.sym(a), b),
+                                    (x[:2].clone().requires_grad_(), w.clone().requires_grad_()))
+    with pytest.raises(ValueError, match="expected"):
+        layer(spd(n=n_in + 1))
