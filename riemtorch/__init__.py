@@ -3,7 +3,8 @@
 from riemtorch import config, linalg
 from riemtorch.manifolds import Euclidean, Manifold, Sphere
 from riemtorch.parameter import ManifoldParameter
+from riemtorch import optim
 
 __version__ = "0.1.0"
 
-__all__ = ["config", "linalg", "Manifold", "ManifoldParameter", "Euclidean", "Sphere"]
+__all__ = ["config", "linalg", "optim", "Manifold", "ManifoldParameter", "Euclidean", "Sphere"]

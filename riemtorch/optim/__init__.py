@@ -1,0 +1,12 @@
+"""Riemannian optimizers: :class:`RiemannianSGD` and :class:`RiemannianAdam`.
+
+Both are :class:`torch.optim.Optimizer` subclasses: plain parameters step exactly as with
+:class:`torch.optim.SGD` / :class:`torch.optim.Adam`, manifold parameters step along their
+manifold, batched over parameters that share it; learning-rate schedulers, ``zero_grad``,
+``add_param_group`` and ``state_dict`` / ``load_state_dict`` work as usual.
+"""
+
+from riemtorch.optim.adam import RiemannianAdam, riemannian_adam_update
+from riemtorch.optim.sgd import RiemannianSGD, riemannian_sgd_update
+
+__all__ = ["RiemannianSGD", "RiemannianAdam", "riemannian_sgd_update", "riemannian_adam_update"]

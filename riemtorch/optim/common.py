@@ -1,0 +1,199 @@
+"""Machinery shared by the Riemannian optimizers: finding a parameter's manifold, grouping
+parameters that can be stepped in one batched call, retractions and stabilisation.
+
+A parameter is *on a manifold* when it has a ``manifold`` attribute (a
+:class:`riemtorch.ManifoldParameter`, or a geoopt ``ManifoldParameter``); every other parameter
+is plain and steps exactly as the matching ``torch.optim`` optimizer would step it.
+
+Parameters of one param group that live on the same riemtorch manifold (the same object, or
+two objects of one class with equal configuration and no tensors of their own) and have equal
+shape, dtype and device form a *batch*: their points, gradients and optimizer states are stacked
+along a new leading dimension, stepped by one call of each manifold operation, and copied back.
+The optimizer state stays per parameter, so ``state_dict`` has the standard layout. Manifolds of
+other libraries (geoopt) are stepped one parameter at a time, since their operations need not
+broadcast over leading dimensions.
+"""
+
+from collections import defaultdict
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from riemtorch.manifolds.base import Manifold
+
+__all__ = ["RETRACTIONS", "RiemannianOptimizer", "manifold_of", "retract", "retract_transport"]
+
+RETRACTIONS = ("retr", "expmap")
+_MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+_SIMPLE = (bool, int, float, str, type(None))
+
+
+def manifold_of(param: torch.Tensor):
+    """The manifold of ``param`` (its ``manifold`` attribute), or ``None`` for a plain tensor."""
+    return getattr(param, "manifold", None)
+
+
+def retract(manifold, retraction: str, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Move from ``x`` along the tangent vector ``u`` by ``manifold.retr`` or ``manifold.expmap``."""
+    return manifold.retr(x, u) if retraction == "retr" else manifold.expmap(x, u)
+
+
+def retract_transport(manifold, retraction: str, x, u, v) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Retract ``u`` at ``x`` and transport ``v`` to the new point (``retr_transp`` or
+    ``expmap_transp``); returns ``(y, v_at_y)``."""
+    if retraction == "retr":
+        return manifold.retr_transp(x, u, v)
+    return manifold.expmap_transp(x, u, v)
+
+
+def _manifold_key(manifold) -> Hashable:
+    """Manifolds with equal keys give equal results on the same tensors.
+
+    Two riemtorch manifolds are interchangeable when they are of the same class, hold no
+    parameters, buffers or submodules, and their remaining attributes are equal plain values.
+    Anything else is only interchangeable with itself.
+    """
+    if not isinstance(manifold, Manifold):
+        return ("object", id(manifold))
+    if manifold._parameters or manifold._buffers or manifold._modules:
+        return ("object", id(manifold))
+    config = []
+    for name, value in sorted(vars(manifold).items()):
+        if name in _MODULE_ATTRIBUTES:
+            continue
+        if isinstance(value, _SIMPLE) or (
+            isinstance(value, tuple) and all(isinstance(v, _SIMPLE) for v in value)
+        ):
+            config.append((name, value))
+        else:
+            return ("object", id(manifold))
+    return ("config", type(manifold), tuple(config))
+
+
+def gather(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack a batch along a new dimension 0 (a single tensor is used as it is)."""
+    return tensors[0] if len(tensors) == 1 else torch.stack(tensors)
+
+
+def scatter_(targets: Sequence[torch.Tensor], value: torch.Tensor) -> None:
+    """Copy the rows of a gathered ``value`` back into ``targets`` in place."""
+    if len(targets) == 1:
+        targets[0].copy_(value)
+    elif hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(list(targets), list(value.unbind(0)))
+    else:
+        for target, row in zip(targets, value.unbind(0)):
+            target.copy_(row)
+
+
+def split(value: torch.Tensor, n: int) -> List[torch.Tensor]:
+    """Independent contiguous tensors, one per batch member (for new optimizer state)."""
+    if n == 1:
+        return [value.clone(memory_format=torch.contiguous_format)]
+    return [row.clone(memory_format=torch.contiguous_format) for row in value.unbind(0)]
+
+
+def _check_common_options(lr, weight_decay, stabilize, retraction) -> None:
+    if not isinstance(lr, torch.Tensor) and lr < 0.0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if weight_decay < 0.0:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    if stabilize is not None and (isinstance(stabilize, bool) or not isinstance(stabilize, int)
+                                  or stabilize < 1):
+        raise ValueError(f"stabilize must be None or a positive int, got {stabilize!r}")
+    if retraction not in RETRACTIONS:
+        raise ValueError(f"retraction must be one of {RETRACTIONS}, got {retraction!r}")
+
+
+class RiemannianOptimizer(torch.optim.Optimizer):
+    """Base class: splits each param group into plain parameters and manifold batches.
+
+    Subclasses implement ``_step_plain(group, params, grads)``,
+    ``_step_batch(group, manifold, params, grads)`` and list in ``_tangent_state`` the state
+    entries that are tangent vectors (projected by :meth:`stabilize`).
+    """
+
+    _tangent_state: Tuple[str, ...] = ()
+
+    def __init__(self, params, defaults: dict):
+        _check_common_options(defaults["lr"], defaults["weight_decay"], defaults["stabilize"],
+                              defaults["retraction"])
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        # a state dict saved by a torch.optim optimizer lacks the Riemannian options
+        for group in self.param_groups:
+            for name, value in self.defaults.items():
+                group.setdefault(name, value)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_common_options(group["lr"], group["weight_decay"], group["stabilize"],
+                              group["retraction"])
+
+    def _batch_key(self, group: dict, param: torch.Tensor) -> Hashable:
+        """Extra key separating parameters whose states are at different stages."""
+        return ()
+
+    def _partition(self, group: dict):
+        """Split the params with a gradient into plain ones and batches on a shared manifold."""
+        plain: List[torch.Tensor] = []
+        batches: Dict[Hashable, list] = defaultdict(list)
+        manifolds = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            manifold = manifold_of(p)
+            if manifold is None:
+                plain.append(p)
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients "
+                                   "of manifold parameters")
+            mkey = _manifold_key(manifold)
+            if mkey[0] == "object" and not isinstance(manifold, Manifold):
+                key = ("single", id(p))
+            else:
+                key = (mkey, p.shape, p.dtype, p.device, self._batch_key(group, p))
+            batches[key].append(p)
+            manifolds.setdefault(key, manifold)
+        return plain, [(manifolds[k], batch) for k, batch in batches.items()]
+
+    @torch.no_grad()
+    def step(self, closure=None) -> Optional[torch.Tensor]:
+        """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            plain, batches = self._partition(group)
+            if plain:
+                self._step_plain(group, plain, [p.grad for p in plain])
+            for manifold, params in batches:
+                self._step_batch(group, manifold, params)
+        return loss
+
+    @torch.no_grad()
+    def stabilize(self) -> None:
+        """Project every manifold parameter onto its manifold (``projx``) and its tangent
+        optimizer state onto the tangent space of the projected point (``proju``)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                manifold = manifold_of(p)
+                if manifold is None:
+                    continue
+                p.copy_(manifold.projx(p.data))
+                state = self.state.get(p, {})
+                for name in self._tangent_state:
+                    if name in state:
+                        state[name].copy_(manifold.proju(p.data, state[name]))
+
+    def _step_plain(self, group, params, grads) -> None:
+        raise NotImplementedError
+
+    def _step_batch(self, group, manifold, params) -> None:
+        raise NotImplementedError
