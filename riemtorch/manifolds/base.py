@@ -132,6 +132,22 @@ class Manifold(nn.Module):
             t = t.to(u.dtype).reshape(t.shape + (1,) * self.ndim)
         return t * u
 
+    def center(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """``Log_mean(x)`` transported to the origin: the centring step of batch normalisation.
+
+        Returns tangent vectors at :meth:`origin`. Manifolds override it with closed forms.
+        """
+        origin = self.origin_like(mean)
+        return self.transp(mean, origin, self.logmap(mean, x))
+
+    def uncenter(self, u: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`center`: ``Exp_point`` of ``u`` transported from the origin."""
+        return self.expmap(point, self.transp(self.origin_like(point), point, u))
+
+    def origin_like(self, x: torch.Tensor) -> torch.Tensor:
+        """The origin with the point shape, dtype and device of ``x`` (batch shape of ``x``)."""
+        raise NotImplementedError
+
     # ---- checks --------------------------------------------------------------------------------
     def check_point(self, x, atol=None, rtol=None) -> Tuple[bool, Optional[str]]:
         """Whether ``x`` is a batch of points of this manifold: ``(ok, reason)``."""

@@ -67,6 +67,9 @@ class Euclidean(Manifold):
     def origin(self, *size, shape=(3,), dtype=None, device=None):
         return torch.zeros(*size, *shape, dtype=dtype, device=device)
 
+    def origin_like(self, x):
+        return torch.zeros_like(x)
+
     def frechet_mean(self, x, weights=None, dim=0, keepdim=False, tol=None, max_iter=100):
         """Weighted arithmetic mean (the closed form)."""
         xs, w, dim = self._stack_and_weights(x, weights, dim)

@@ -89,6 +89,9 @@ class Sphere(Manifold):
         e[..., 0] = 1
         return e
 
+    def origin_like(self, x):
+        return self.origin(*x.shape[:-1], n=x.shape[-1], dtype=x.dtype, device=x.device)
+
     def _initial_mean(self, x, w):
         m = self.scale_tangent(w, x).sum(0)
         return self.projx(torch.where(safe_norm(m, keepdim=True) > 1e-3, m, x[0]))
