@@ -1,6 +1,11 @@
 """Layers on manifolds; stateless versions in :mod:`riemtorch.nn.functional`."""
 
 from riemtorch.nn import functional
+from riemtorch.nn.batchnorm import GyroBatchNorm, RiemannianBatchNorm
 from riemtorch.nn.spd import BiMap, CovPool, ExpEig, LogEig, PowEig, ReEig, Vech
+from riemtorch.nn.sync import convert_sync_batchnorm
 
-__all__ = ["functional", "BiMap", "CovPool", "ExpEig", "LogEig", "PowEig", "ReEig", "Vech"]
+__all__ = [
+    "functional", "BiMap", "CovPool", "ExpEig", "LogEig", "PowEig", "ReEig", "Vech",
+    "RiemannianBatchNorm", "GyroBatchNorm", "convert_sync_batchnorm",
+]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from riemtorch.manifolds.base import Manifold
+from riemtorch.nn.sync import gather_batch
 from riemtorch.parameter import ManifoldParameter
 
 
@@ -67,6 +68,8 @@ class RiemannianBatchNorm(nn.Module):
         self.momentum, self.eps = float(momentum), float(eps)
         self.normalize_variance, self.gyro = normalize_variance, gyro
         self.mean_iters, self.track_running_stats = mean_iters, track_running_stats
+        # Set by riemtorch.nn.convert_sync_batchnorm: statistics over all ranks in training.
+        self.sync, self.process_group = False, None
         origin = manifold.origin_like(torch.zeros(self.shape, dtype=dtype, device=device))
         self.bias = ManifoldParameter(origin.clone(), manifold, requires_grad=learn_bias, check=False)
         self.scale = nn.Parameter(torch.ones(self.channels, dtype=origin.dtype, device=origin.device),
@@ -121,7 +124,8 @@ class RiemannianBatchNorm(nn.Module):
         if self.training or not self.track_running_stats:
             if x.shape[0] < 2 and self.training:
                 raise ValueError("batch normalisation needs more than one sample per batch in training")
-            mean, var = self.batch_statistics(x)
+            mean, var = self.batch_statistics(
+                gather_batch(x, self.process_group) if self.sync and self.training else x)
             if self.training and self.track_running_stats:
                 self._update_running(mean.detach(), var.detach())
         else:

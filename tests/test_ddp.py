@@ -1,0 +1,100 @@
+"""Synchronised batch statistics: 2 gloo processes with half batches = 1 process, whole batch."""
+
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import riemtorch
+from riemtorch.nn.batchnorm import GyroBatchNorm, RiemannianBatchNorm
+
+F64 = torch.float64
+BATCH = 8
+
+
+def sphere_model():
+    m = riemtorch.Sphere()
+    return torch.nn.Sequential(torch.nn.Linear(5, 5, dtype=F64), _Normalize(),
+                               RiemannianBatchNorm(m, (5,), dtype=F64), torch.nn.Linear(5, 2, dtype=F64))
+
+
+def spd_model():
+    from riemtorch.nn import BiMap, LogEig, ReEig, SPDBatchNorm, Vech
+
+    return torch.nn.Sequential(BiMap(6, 4, dtype=F64), SPDBatchNorm(4, metric="aim", dtype=F64),
+                               ReEig(), LogEig(), Vech(), torch.nn.Linear(10, 2, dtype=F64))
+
+
+def sphere_input(gen):
+    return torch.randn(BATCH, 5, dtype=F64, generator=gen)
+
+
+def spd_input(gen):
+    a = torch.randn(BATCH, 6, 12, dtype=F64, generator=gen)
+    return a @ a.mT / 12 + 0.1 * torch.eye(6, dtype=F64)
+
+
+class _Normalize(torch.nn.Module):
+    def forward(self, x):
+        return x / x.norm(dim=-1, keepdim=True)
+
+
+MODELS = {"sphere": (sphere_model, sphere_input), "spd": (spd_model, spd_input)}
+
+
+def run(name, x, rank=0, world=1):
+    build, _ = MODELS[name]
+    torch.manual_seed(0)
+    model = build()
+    if world > 1:
+        riemtorch.nn.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    out = model(x)
+    out.square().mean().backward()
+    core = model.module if world > 1 else model
+    bn = next(m for m in core.modules() if isinstance(m, RiemannianBatchNorm))
+    return {"out": out.detach(), "running_mean": bn.running_mean.clone(),
+            "running_var": bn.running_var.clone(),
+            "grads": [p.grad.clone() for p in core.parameters() if p.grad is not None]}
+
+
+def _worker(rank, world, port, name, path):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        x = MODELS[name][1](torch.Generator().manual_seed(1))
+        half = BATCH // world
+        torch.save(run(name, x[rank * half:(rank + 1) * half], rank, world), f"{path}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_two_ranks_equal_one_process_with_the_whole_batch(name, tmp_path):
+    if name == "spd" and not hasattr(riemtorch.nn, "SPDBatchNorm"):
+        pytest.skip("needs SPDBatchNorm")
+    path = str(tmp_path / "result")
+    mp.spawn(_worker, args=(2, free_port(), name, path), nprocs=2, join=True)
+    ranks = [torch.load(f"{path}.{r}", weights_only=True) for r in range(2)]
+    whole = run(name, MODELS[name][1](torch.Generator().manual_seed(1)))
+    close = dict(rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), whole["out"], **close)
+    for r in ranks:
+        torch.testing.assert_close(r["running_mean"], whole["running_mean"], **close)
+        torch.testing.assert_close(r["running_var"], whole["running_var"], **close)
+        for g, h in zip(r["grads"], whole["grads"]):
+            torch.testing.assert_close(g, h, **close)
+
+
+def test_without_process_group_sync_is_a_no_op():
+    torch.manual_seed(0)
+    model = riemtorch.nn.convert_sync_batchnorm(sphere_model())
+    x = sphere_input(torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model(x), run("sphere", x)["out"])
