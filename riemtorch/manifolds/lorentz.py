@@ -1,0 +1,184 @@
+"""The hyperboloid (Lorentz) model of hyperbolic space, with the gyro structure of the
+Poincaré ball carried over by the isometry between the two models."""
+
+import torch
+
+from riemtorch.manifolds import lorentz_math as lm
+from riemtorch.manifolds import stereographic_math as sm
+from riemtorch.manifolds.base import Manifold, broadcast_batch
+from riemtorch.manifolds.stereographic import curvature_tensor
+
+
+class Lorentz(Manifold):
+    """Hyperboloid ``{x in R^(d+1) : <x, x>_L = -k, x_0 > 0}`` of curvature ``-1/k``.
+
+    Points and tangent vectors have shape ``(..., d + 1)``; the metric is the Minkowski product
+    ``<u, v>_L = -u_0 v_0 + sum_i u_i v_i``. Exponential and logarithm maps, distance and parallel
+    transport are exact; ``projx`` recomputes ``x_0 = sqrt(k + |x_{1:}|^2)`` from the spatial part
+    and ``expmap`` ends with it, so points stay on the hyperboloid over many steps. Distances are
+    accurate near and far from the origin and have a finite gradient at ``x = y`` (see
+    :mod:`riemtorch.manifolds.lorentz_math`).
+
+    Gyro structure: ``gyroadd``, ``gyroinv``, ``gyroscalarmul`` and ``gyration`` are the Möbius
+    operations of the Poincaré ball of curvature ``-1/k`` transported by the isometry
+    :meth:`lorentz_to_poincare`; the origin ``(sqrt(k), 0, ..., 0)`` is the identity.
+
+    Fréchet mean: the Karcher flow started at the closed-form Lorentz :meth:`centroid`
+    (Law et al. 2019).
+
+    Parameters
+    ----------
+    k : float or torch.Tensor
+        Positive curvature parameter (``-1/k`` is the sectional curvature).
+    learnable : bool
+        Register ``k`` as an ``nn.Parameter`` (else a buffer). It must stay positive.
+    dtype : torch.dtype, optional
+        Storage dtype of ``k`` (default float64); it is cast to the points' dtype at each use.
+    """
+
+    ndim = 1
+
+    def __init__(self, k=1.0, learnable: bool = False, dtype=None):
+        super().__init__()
+        k = curvature_tensor(k, "k", dtype, learnable)
+        if not bool(k > 0):
+            raise ValueError(f"Lorentz needs k > 0, got {float(k)}")
+        if learnable:
+            self.k = k
+        else:
+            self.register_buffer("k", k)
+        self.learnable = learnable
+
+    def extra_repr(self) -> str:
+        return f"k={float(self.k):g}, learnable={self.learnable}"
+
+    def _k(self, x):
+        return self.k.to(dtype=x.dtype, device=x.device)
+
+    # ---- checks --------------------------------------------------------------------------------
+    def _check_shape(self, shape, name):
+        if len(shape) < 1 or shape[-1] < 2:
+            return False, f"{name} must have shape (..., d + 1) with d >= 1, got {tuple(shape)}"
+        return True, None
+
+    def _check_point_on_manifold(self, x, atol, rtol):
+        if not x.numel():
+            return True, None
+        if bool((x[..., 0] <= 0).any()):
+            return False, "x_0 <= 0: the point is not on the upper sheet of the hyperboloid"
+        k = self._k(x)
+        # <x, x>_L cancels terms of size |x|^2, so its rounding error grows like |x|^2.
+        excess = (lm.minkowski_inner(x, x) + k).abs() - (atol * k + rtol * x.square().sum(-1))
+        if bool(excess.amax() > 0):
+            worst = (lm.minkowski_inner(x, x) + k).abs().amax()
+            return False, (f"<x, x>_L differs from -k = {-float(self.k):g} by {float(worst):.3g} "
+                           f"(tolerance atol*k + rtol*|x|^2, atol={atol:g}, rtol={rtol:g})")
+        return True, None
+
+    def _check_vector_on_tangent(self, x, u, atol, rtol):
+        if not u.numel():
+            return True, None
+        err = lm.minkowski_inner(x, u).abs() / (1 + x.norm(dim=-1) * u.norm(dim=-1))
+        if bool(err.amax() > atol):
+            return False, f"<x, u>_L = {float(err.amax()):.3g} (relative), expected 0"
+        return True, None
+
+    # ---- metric ------------------------------------------------------------------------------
+    def projx(self, x):
+        return lm.project(x, k=self._k(x))
+
+    def proju(self, x, u):
+        return lm.project_u(x, u, k=self._k(x))
+
+    def egrad2rgrad(self, x, g):
+        return lm.egrad2rgrad(x, g, k=self._k(x))
+
+    def inner(self, x, u, v=None, keepdim=False):
+        v = u if v is None else v
+        return broadcast_batch(lm.minkowski_inner(u, v, keepdim=keepdim), x, self.ndim, keepdim)
+
+    def norm(self, x, u, keepdim=False):
+        return broadcast_batch(lm.norm(u, keepdim=keepdim), x, self.ndim, keepdim)
+
+    def dist(self, x, y, keepdim=False):
+        return lm.dist(x, y, k=self._k(x), keepdim=keepdim)
+
+    def dist2(self, x, y, keepdim=False):
+        return self.dist(x, y, keepdim=keepdim).square()
+
+    def dist0(self, x, keepdim=False):
+        """Distance from the origin."""
+        return self.dist(self.origin(dtype=x.dtype, device=x.device, n=x.shape[-1]), x, keepdim)
+
+    # ---- maps --------------------------------------------------------------------------------
+    def expmap(self, x, u):
+        return lm.expmap(x, u, k=self._k(x))
+
+    def logmap(self, x, y):
+        return lm.logmap(x, y, k=self._k(x))
+
+    def expmap0(self, u):
+        """Exponential map at the origin (the time coordinate of ``u`` is ignored)."""
+        return lm.expmap0(u, k=self._k(u))
+
+    def logmap0(self, y):
+        """Logarithm at the origin (time coordinate 0)."""
+        return lm.logmap0(y, k=self._k(y))
+
+    def transp(self, x, y, v):
+        return lm.parallel_transport(x, y, v, k=self._k(x))
+
+    # ---- the isometry to the Poincaré ball and the gyro structure ------------------------------
+    def lorentz_to_poincare(self, x):
+        """Map to the Poincaré ball of curvature ``-1/k``, i.e. ``PoincareBall(1/k)``."""
+        return lm.lorentz_to_poincare(x, self._k(x))
+
+    def poincare_to_lorentz(self, p):
+        """Inverse of :meth:`lorentz_to_poincare`."""
+        return lm.poincare_to_lorentz(p, self._k(p))
+
+    def _ball_k(self, x):
+        return -1 / self._k(x)
+
+    def gyroadd(self, x, y):
+        """Möbius addition carried over from the ball."""
+        kb = self._ball_k(x)
+        p = sm.mobius_add(self.lorentz_to_poincare(x), self.lorentz_to_poincare(y), k=kb)
+        return self.poincare_to_lorentz(p)
+
+    def gyroinv(self, x):
+        """``⊖x = (x_0, -x_{1:})``."""
+        return torch.cat((x[..., :1], -x[..., 1:]), dim=-1)
+
+    def gyroscalarmul(self, t, x):
+        """``t ⊗ x = expmap0(t logmap0(x))``; ``t`` a number or a tensor over the batch."""
+        return self.expmap0(self.scale_tangent(t, self.logmap0(x)))
+
+    def gyration(self, x, y, z):
+        """``gyr[x, y] z``: the ball gyration (linear, orthogonal) acting on the spatial part."""
+        kb = self._ball_k(z)
+        zs = sm.gyration(self.lorentz_to_poincare(x), self.lorentz_to_poincare(y), z[..., 1:],
+                         k=kb)
+        return torch.cat((z[..., :1].expand(zs.shape[:-1] + (1,)), zs), dim=-1)
+
+    # ---- sampling and means ------------------------------------------------------------------
+    def random(self, *size, n=3, std=0.5, dtype=None, device=None, generator=None):
+        """``expmap0`` of a tangent vector at the origin with N(0, std^2) spatial coordinates:
+        points at distance about ``std sqrt(n - 1)`` from the origin; ``n = d + 1``."""
+        u = torch.randn(*size, n, dtype=dtype, device=device, generator=generator)
+        return self.expmap0(u * std)
+
+    def origin(self, *size, n=3, dtype=None, device=None):
+        sqrt_k = self.k.to(dtype=dtype or torch.get_default_dtype(), device=device).sqrt()
+        rest = torch.zeros(*size, n - 1, dtype=sqrt_k.dtype, device=device)
+        return torch.cat((sqrt_k.expand(*size, 1), rest), dim=-1)
+
+    def centroid(self, x, weights=None, dim: int = 0, keepdim: bool = False):
+        """Closed-form Lorentz centroid (Law et al. 2019) over batch dimension ``dim``: the
+        minimiser of the weighted squared Lorentzian distance ``-2k - 2<x, mu>_L``."""
+        xs, w, dim = self._stack_and_weights(x, weights, dim)
+        mean = lm.centroid(xs, w, k=self._k(x))
+        return mean.unsqueeze(dim) if keepdim else mean
+
+    def _initial_mean(self, x, w):
+        return lm.centroid(x, w, k=self._k(x))

@@ -1,0 +1,220 @@
+"""The kappa-stereographic model: Poincaré ball (``k < 0``), Euclidean space (``k = 0``) and the
+stereographic projection of the sphere (``k > 0``), with their Möbius gyrovector structure."""
+
+import numbers
+
+import torch
+from torch import nn
+
+from riemtorch.manifolds import stereographic_math as sm
+from riemtorch.manifolds.base import Manifold, broadcast_batch
+
+
+def curvature_tensor(value, name: str, dtype, learnable: bool):
+    """A 0-dim curvature tensor from a number or tensor (float64 unless ``dtype`` says else)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        t = value.detach().reshape(()).to(dtype or (value.dtype if value.is_floating_point()
+                                                    else torch.float64))
+    elif isinstance(value, numbers.Real):
+        t = torch.tensor(float(value), dtype=dtype or torch.float64)
+    else:
+        raise TypeError(f"{name} must be a real number or a tensor, got {type(value).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} needs a floating dtype, got {t.dtype}")
+    if not bool(torch.isfinite(t)):
+        raise ValueError(f"{name} must be finite, got {float(t)}")
+    return nn.Parameter(t) if learnable else t
+
+
+class Stereographic(Manifold):
+    """kappa-stereographic model of constant curvature ``k`` on points ``(..., n)``.
+
+    ``k < 0``: the Poincaré ball of radius ``1/sqrt(-k)``; ``k > 0``: the sphere of radius
+    ``1/sqrt(k)`` seen through stereographic projection from its south pole (every point of
+    ``R^n`` is a point; the pole is at infinity); ``k = 0``: ``R^n`` with metric ``4 <u, v>``.
+    The metric at ``x`` is ``lambda_x^2 <u, v>``, ``lambda_x = 2 / (1 + k|x|^2)``; all formulas
+    are smooth in ``k`` through 0, so the curvature can be learned and may change sign.
+    The plain functions live in :mod:`riemtorch.manifolds.stereographic_math`.
+
+    Gyro structure: ``gyroadd`` is Möbius addition, ``gyroscalarmul`` Möbius scalar
+    multiplication, ``gyroinv(x) = -x``, ``gyration`` Ungar's closed form; the origin is the
+    identity. ``transp`` is parallel transport ``(lambda_x/lambda_y) gyr[y, -x] v``.
+
+    For ``k < 0``, results of ``projx``, ``expmap``, ``expmap0``, ``gyroadd`` and
+    ``gyroscalarmul`` are kept strictly inside the ball: ``sqrt(-k)|x| <= 1 - margin`` with
+    ``margin = 1e-5`` (float32) or ``1e-10`` (float64), i.e. up to a distance of about
+    ``12.2/sqrt(-k)`` (float32) and ``23.7/sqrt(-k)`` (float64) from the origin.
+
+    Parameters
+    ----------
+    k : float or torch.Tensor
+        Sectional curvature.
+    learnable : bool
+        Register ``k`` as an ``nn.Parameter`` (else a buffer).
+    dtype : torch.dtype, optional
+        Storage dtype of ``k`` (default float64, so float64 work sees the exact value). It is
+        cast to the dtype of the points at every use.
+    """
+
+    ndim = 1
+
+    def __init__(self, k=0.0, learnable: bool = False, dtype=None):
+        super().__init__()
+        k = curvature_tensor(k, "k", dtype, learnable)
+        if learnable:
+            self.k = k
+        else:
+            self.register_buffer("k", k)
+        self.learnable = learnable
+
+    def extra_repr(self) -> str:
+        return f"k={float(self.k):g}, learnable={self.learnable}"
+
+    def _k(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k.to(dtype=x.dtype, device=x.device)
+
+    # ---- checks --------------------------------------------------------------------------------
+    def _check_point_on_manifold(self, x, atol, rtol):
+        k = float(self.k)
+        if k < 0 and x.numel():
+            radius = float((-k) ** 0.5 * x.norm(dim=-1).amax())
+            if not radius < 1:
+                return False, (f"sqrt(-k)|x| = {radius:.6g} is not below 1 "
+                               f"(outside the ball of radius {(-k) ** -0.5:.6g})")
+        return True, None
+
+    def _check_vector_on_tangent(self, x, u, atol, rtol):
+        return True, None
+
+    # ---- metric ------------------------------------------------------------------------------
+    def lambda_x(self, x, keepdim: bool = False):
+        """Conformal factor ``2 / (1 + k|x|^2)``."""
+        return sm.lambda_x(x, self._k(x), keepdim=keepdim)
+
+    def projx(self, x):
+        return sm.project(x, k=self._k(x))
+
+    def proju(self, x, u):
+        return u.expand(torch.broadcast_shapes(x.shape, u.shape))
+
+    def egrad2rgrad(self, x, g):
+        return g / self.lambda_x(x, keepdim=True) ** 2
+
+    def inner(self, x, u, v=None, keepdim=False):
+        res = sm.inner(x, u, v, k=self._k(x), keepdim=keepdim)
+        return broadcast_batch(res, x, self.ndim, keepdim)
+
+    def norm(self, x, u, keepdim=False):
+        res = sm.norm(x, u, k=self._k(x), keepdim=keepdim)
+        return broadcast_batch(res, x, self.ndim, keepdim)
+
+    def dist(self, x, y, keepdim=False):
+        return sm.dist(x, y, k=self._k(x), keepdim=keepdim)
+
+    def dist2(self, x, y, keepdim=False):
+        return self.dist(x, y, keepdim=keepdim).square()
+
+    def dist0(self, x, keepdim=False):
+        """Distance from the origin."""
+        return sm.dist0(x, k=self._k(x), keepdim=keepdim)
+
+    # ---- maps --------------------------------------------------------------------------------
+    def expmap(self, x, u):
+        return self.projx(sm.expmap(x, u, k=self._k(x)))
+
+    def logmap(self, x, y):
+        return sm.logmap(x, y, k=self._k(x))
+
+    def expmap0(self, u):
+        """Exponential map at the origin."""
+        return self.projx(sm.expmap0(u, k=self._k(u)))
+
+    def logmap0(self, y):
+        """Logarithm at the origin."""
+        return sm.logmap0(y, k=self._k(y))
+
+    def transp(self, x, y, v):
+        return sm.parallel_transport(x, y, v, k=self._k(x))
+
+    def transp0(self, y, v):
+        """Parallel transport of ``v`` from the origin to ``y``: ``(2 / lambda_y) v``."""
+        return 2 / self.lambda_x(y, keepdim=True) * v
+
+    def transp0back(self, x, v):
+        """Parallel transport of ``v`` from ``x`` to the origin: ``(lambda_x / 2) v``."""
+        return self.lambda_x(x, keepdim=True) / 2 * v
+
+    # ---- gyro structure ----------------------------------------------------------------------
+    def gyroadd(self, x, y):
+        """Möbius addition ``x ⊕ y``."""
+        return self.projx(sm.mobius_add(x, y, k=self._k(x)))
+
+    def gyroinv(self, x):
+        """Gyro inverse ``⊖x = -x``."""
+        return -x
+
+    def gyroscalarmul(self, t, x):
+        """Möbius scalar multiplication ``t ⊗ x``; ``t`` a number or a tensor over the batch."""
+        if isinstance(t, torch.Tensor):
+            t = t.to(x.dtype).reshape(t.shape + (1,))
+        return self.projx(sm.mobius_scalar_mul(t, x, k=self._k(x)))
+
+    def gyration(self, x, y, z):
+        """Gyration ``gyr[x, y] z``."""
+        return sm.gyration(x, y, z, k=self._k(z))
+
+    # ---- sampling ----------------------------------------------------------------------------
+    def random(self, *size, n=3, std=0.5, dtype=None, device=None, generator=None):
+        """``expmap0`` of a tangent vector at the origin whose coordinates in an orthonormal
+        basis are N(0, std^2): points at distance about ``std sqrt(n)`` from the origin."""
+        u = torch.randn(*size, n, dtype=dtype, device=device, generator=generator)
+        return self.expmap0(u * (std / 2))
+
+    def origin(self, *size, n=3, dtype=None, device=None):
+        return torch.zeros(*size, n, dtype=dtype, device=device)
+
+    def _initial_mean(self, x, w):
+        # Start the Karcher flow from the weighted mean in the tangent space at the origin.
+        return self.expmap0(self.scale_tangent(w, self.logmap0(x)).sum(0))
+
+
+class PoincareBall(Stereographic):
+    """The Poincaré ball of curvature ``-c`` (radius ``1/sqrt(c)``): :class:`Stereographic`
+    with ``k = -c``.
+
+    Distance ``(2/sqrt(c)) artanh(sqrt(c) |(-x) ⊕ y|)``. The stored (and learnable) parameter is
+    ``k``; :attr:`c` reads ``-k``.
+
+    Parameters
+    ----------
+    c : float or torch.Tensor
+        Positive curvature magnitude.
+    learnable : bool
+        Register the curvature as an ``nn.Parameter``.
+    dtype : torch.dtype, optional
+        Storage dtype of the curvature (default float64).
+
+    Examples
+    --------
+    >>> import torch
+    >>> ball = PoincareBall(1.0)
+    >>> x = ball.expmap0(torch.tensor([0.3, 0.0], dtype=torch.float64))
+    >>> float(ball.dist0(x))
+    0.6
+    """
+
+    def __init__(self, c=1.0, learnable: bool = False, dtype=None):
+        c = curvature_tensor(c, "c", dtype, False)
+        if not bool(c > 0):
+            raise ValueError(f"PoincareBall needs c > 0, got {float(c)}")
+        super().__init__(-c, learnable=learnable, dtype=dtype)
+
+    @property
+    def c(self) -> torch.Tensor:
+        """Curvature magnitude ``c = -k``."""
+        return -self.k
+
+    def extra_repr(self) -> str:
+        return f"c={float(-self.k):g}, learnable={self.learnable}"
