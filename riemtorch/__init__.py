@@ -2,9 +2,11 @@
 
 from riemtorch import config, linalg
 from riemtorch.manifolds import Euclidean, Manifold, Sphere
+from riemtorch.manifolds import Lorentz, PoincareBall, Stereographic
 from riemtorch.parameter import ManifoldParameter
 from riemtorch import optim
 
 __version__ = "0.1.0"
 
 __all__ = ["config", "linalg", "optim", "Manifold", "ManifoldParameter", "Euclidean", "Sphere"]
+__all__ += ["Stereographic", "PoincareBall", "Lorentz"]

@@ -62,3 +62,28 @@ class GyroCase:
 
 
 GYRO_CASES = []
+
+
+def _hyperbolic(name, value):
+    def make():
+        import riemtorch
+
+        return getattr(riemtorch, name)(value)
+
+    return make
+
+
+CASES += [
+    Case("stereographic-k-1", _hyperbolic("Stereographic", -1.0), {"n": 4}),
+    Case("stereographic-k0.7", _hyperbolic("Stereographic", 0.7), {"n": 4}),
+    Case("poincare-c2", _hyperbolic("PoincareBall", 2.0), {"n": 4}),
+    Case("lorentz-k1", _hyperbolic("Lorentz", 1.0), {"n": 5}),
+    Case("lorentz-k2.5", _hyperbolic("Lorentz", 2.5), {"n": 5}),
+]
+GYRO_CASES += [
+    GyroCase("stereographic-k-1", _hyperbolic("Stereographic", -1.0), {"n": 4}),
+    GyroCase("stereographic-k0.7", _hyperbolic("Stereographic", 0.7), {"n": 4}),
+    GyroCase("poincare-c2", _hyperbolic("PoincareBall", 2.0), {"n": 4}),
+    GyroCase("lorentz-k1", _hyperbolic("Lorentz", 1.0), {"n": 5}),
+    GyroCase("lorentz-k2.5", _hyperbolic("Lorentz", 2.5), {"n": 5}),
+]

@@ -3,5 +3,8 @@
 from riemtorch.manifolds.base import Manifold
 from riemtorch.manifolds.euclidean import Euclidean
 from riemtorch.manifolds.sphere import Sphere
+from riemtorch.manifolds.stereographic import PoincareBall, Stereographic
+from riemtorch.manifolds.lorentz import Lorentz
 
 __all__ = ["Manifold", "Euclidean", "Sphere"]
+__all__ += ["Stereographic", "PoincareBall", "Lorentz"]
