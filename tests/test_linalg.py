@@ -210,3 +210,30 @@ def test_inputs_are_not_modified():
     copy = x.clone()
     L.sqrtm_invsqrtm(x), L.logm(x), L.solve_lyapunov(x, x)
     assert torch.equal(x, copy)
+
+
+@pytest.mark.parametrize("cond", [10.0, 1e2, 1e3, 1e4])
+@pytest.mark.parametrize("n", [4, 32])
+def test_newton_schulz_square_roots_match_eigh(cond, n):
+    x = random_spd(6, n=n, cond=cond, seed=int(cond) + n)
+    root, inv_root = L.sqrtm_invsqrtm_newton_schulz(x)
+    ref_root, ref_inv = L.sqrtm_invsqrtm(x)
+    for ours, ref in ((root, ref_root), (inv_root, ref_inv)):
+        err = (ours - ref).norm(dim=(-2, -1)) / ref.norm(dim=(-2, -1))
+        assert float(err.max()) < 1e-5
+
+
+def test_newton_schulz_backward_matches_eigh_path_and_gradchecks():
+    x = random_spd(2, n=5, cond=50.0, seed=9)
+    g1, g2 = L.sym(torch.randn(2, 2, 5, 5, dtype=F64, generator=torch.Generator().manual_seed(0)))
+    grads = []
+    for fn in (L.sqrtm_invsqrtm_newton_schulz, L.sqrtm_invsqrtm):
+        a = x.clone().requires_grad_()
+        root, inv_root = fn(a)
+        ((root * g1).sum() + (inv_root * g2).sum()).backward()
+        grads.append(a.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-11)
+    assert torch.autograd.gradcheck(lambda a: L.sqrtm_invsqrtm_newton_schulz(L.sym(a), 40),
+                                    (torch.eye(4, dtype=F64).expand(2, 4, 4).clone().requires_grad_(),))
+    with pytest.raises(ValueError, match="iterations"):
+        L.sqrtm_invsqrtm_newton_schulz(x, 0)

@@ -9,6 +9,7 @@ from riemtorch.linalg.lyapunov import (
     lyapunov_in_eigenbasis,
     solve_lyapunov,
 )
+from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.spectral import SpectralFunction
 from riemtorch.linalg.symmetric import (
     apply_spectral,
@@ -38,6 +39,7 @@ __all__ = [
     "solve_lyapunov",
     "sqrtm",
     "sqrtm_invsqrtm",
+    "sqrtm_invsqrtm_newton_schulz",
     "sym",
     "sym_funcm",
 ]
