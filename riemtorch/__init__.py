@@ -3,10 +3,12 @@
 from riemtorch import config, linalg
 from riemtorch.manifolds import Euclidean, Manifold, Sphere
 from riemtorch.manifolds import Lorentz, PoincareBall, Stereographic
+from riemtorch.manifolds import Grassmann, Stiefel
 from riemtorch.parameter import ManifoldParameter
 from riemtorch import optim
 
 __version__ = "0.1.0"
 
-__all__ = ["config", "linalg", "optim", "Manifold", "ManifoldParameter", "Euclidean", "Sphere"]
+__all__ = ["config", "linalg", "optim", "Manifold", "ManifoldParameter", "Euclidean", "Sphere",
+           "Stiefel", "Grassmann"]
 __all__ += ["Stereographic", "PoincareBall", "Lorentz"]

@@ -52,16 +52,40 @@ class GyroCase:
 
     id, make, random_kwargs: as in ``Case``. spread: points are ``gyroscalarmul(spread, random)``
     to keep them where the float tolerances of the laws hold. isometry: gyrations preserve
-    the distance ``dist`` (true for every structure in DESIGN.md).
+    the distance ``dist`` (true for every structure in DESIGN.md). same_point: optional
+    ``f(manifold, a, b)`` returning the largest discrepancy between points ``a`` and ``b`` where
+    one point has several representations (Grassmann bases); default: tensors compared directly.
     """
 
     id: str
     make: Callable
     random_kwargs: dict = field(default_factory=dict)
     spread: float = 1.0
+    same_point: Optional[Callable] = None
 
 
 GYRO_CASES = []
+
+
+def _stiefel(metric, retraction="qr"):
+    def make():
+        from riemtorch import Stiefel
+
+        return Stiefel(metric=metric, retraction=retraction)
+
+    return make
+
+
+def _grassmann():
+    from riemtorch import Grassmann
+
+    return Grassmann()
+
+
+CASES += [
+    Case("stiefel-canonical", _stiefel("canonical", "cayley"), {"n": 6, "p": 3}, parallel=False),
+    Case("grassmann", _grassmann, {"n": 6, "p": 3}),
+]
 
 
 def _hyperbolic(name, value):
@@ -86,4 +110,14 @@ GYRO_CASES += [
     GyroCase("poincare-c2", _hyperbolic("PoincareBall", 2.0), {"n": 4}),
     GyroCase("lorentz-k1", _hyperbolic("Lorentz", 1.0), {"n": 5}),
     GyroCase("lorentz-k2.5", _hyperbolic("Lorentz", 2.5), {"n": 5}),
+]
+
+
+def _grassmann_same_point(m, a, b):
+    return m.same_point(a, b)
+
+
+GYRO_CASES += [
+    GyroCase("grassmann", _grassmann, {"n": 6, "p": 3}, spread=0.7,
+             same_point=_grassmann_same_point),
 ]

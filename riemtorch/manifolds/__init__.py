@@ -5,6 +5,8 @@ from riemtorch.manifolds.euclidean import Euclidean
 from riemtorch.manifolds.sphere import Sphere
 from riemtorch.manifolds.stereographic import PoincareBall, Stereographic
 from riemtorch.manifolds.lorentz import Lorentz
+from riemtorch.manifolds.stiefel import Stiefel
+from riemtorch.manifolds.grassmann import Grassmann
 
-__all__ = ["Manifold", "Euclidean", "Sphere"]
+__all__ = ["Manifold", "Euclidean", "Sphere", "Stiefel", "Grassmann"]
 __all__ += ["Stereographic", "PoincareBall", "Lorentz"]
