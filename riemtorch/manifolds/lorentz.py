@@ -50,7 +50,7 @@ class Lorentz(Manifold):
         self.learnable = learnable
 
     def extra_repr(self) -> str:
-        return f"k={float(self.k):g}, learnable={self.learnable}"
+        return f"k={float(self.k.detach()):g}, learnable={self.learnable}"
 
     def _k(self, x):
         return self.k.to(dtype=x.dtype, device=x.device)
@@ -64,6 +64,7 @@ class Lorentz(Manifold):
     def _check_point_on_manifold(self, x, atol, rtol):
         if not x.numel():
             return True, None
+        x = x.detach()
         if bool((x[..., 0] <= 0).any()):
             return False, "x_0 <= 0: the point is not on the upper sheet of the hyperboloid"
         k = self._k(x)
@@ -71,13 +72,14 @@ class Lorentz(Manifold):
         excess = (lm.minkowski_inner(x, x) + k).abs() - (atol * k + rtol * x.square().sum(-1))
         if bool(excess.amax() > 0):
             worst = (lm.minkowski_inner(x, x) + k).abs().amax()
-            return False, (f"<x, x>_L differs from -k = {-float(self.k):g} by {float(worst):.3g} "
+            return False, (f"<x, x>_L differs from -k = {-float(self.k.detach()):g} by {float(worst):.3g} "
                            f"(tolerance atol*k + rtol*|x|^2, atol={atol:g}, rtol={rtol:g})")
         return True, None
 
     def _check_vector_on_tangent(self, x, u, atol, rtol):
         if not u.numel():
             return True, None
+        x, u = x.detach(), u.detach()
         err = lm.minkowski_inner(x, u).abs() / (1 + x.norm(dim=-1) * u.norm(dim=-1))
         if bool(err.amax() > atol):
             return False, f"<x, u>_L = {float(err.amax()):.3g} (relative), expected 0"

@@ -70,16 +70,16 @@ class Stereographic(Manifold):
         self.learnable = learnable
 
     def extra_repr(self) -> str:
-        return f"k={float(self.k):g}, learnable={self.learnable}"
+        return f"k={float(self.k.detach()):g}, learnable={self.learnable}"
 
     def _k(self, x: torch.Tensor) -> torch.Tensor:
         return self.k.to(dtype=x.dtype, device=x.device)
 
     # ---- checks --------------------------------------------------------------------------------
     def _check_point_on_manifold(self, x, atol, rtol):
-        k = float(self.k)
+        k = float(self.k.detach())
         if k < 0 and x.numel():
-            radius = float((-k) ** 0.5 * x.norm(dim=-1).amax())
+            radius = float((-k) ** 0.5 * x.detach().norm(dim=-1).amax())
             if not radius < 1:
                 return False, (f"sqrt(-k)|x| = {radius:.6g} is not below 1 "
                                f"(outside the ball of radius {(-k) ** -0.5:.6g})")
@@ -217,4 +217,4 @@ class PoincareBall(Stereographic):
         return -self.k
 
     def extra_repr(self) -> str:
-        return f"c={float(-self.k):g}, learnable={self.learnable}"
+        return f"c={-float(self.k.detach()):g}, learnable={self.learnable}"

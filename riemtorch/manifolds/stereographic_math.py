@@ -196,10 +196,10 @@ def project(x, *, k, margin=None):
     ``sqrt(-k)|x| <= 1 - margin`` (default :func:`ball_margin`); the identity for ``k >= 0``."""
     k = _as_k(k, x)
     margin = ball_margin(x.dtype) if margin is None else margin
-    c = torch.where(k < 0, -k, torch.ones_like(k))
-    max_norm = torch.where(k < 0, (1 - margin) / c.sqrt(), torch.full_like(k, float("inf")))
+    ball = k < 0
+    max_norm = (1 - margin) / torch.where(ball, -k, torch.ones_like(k)).sqrt()
     n = safe_norm(x, keepdim=True)
-    return torch.where(n > max_norm, x * (max_norm / n), x)
+    return torch.where(ball & (n > max_norm), x * (max_norm / n), x)
 
 
 def expmap(x, u, *, k):

@@ -1,0 +1,219 @@
+"""Stereographic / Poincaré ball specifics: geoopt agreement, curvature handling, k -> 0, far
+points in float32, gradients. The generic laws run in test_axioms.py and test_gyro_laws.py."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from riemtorch import PoincareBall, Stereographic
+from riemtorch.manifolds import stereographic_math as sm
+
+F64 = torch.float64
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def geoopt_module():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("geoopt")
+
+
+def pair(m, n=5, batch=20, seed=0, dtype=F64):
+    g = gen(seed)
+    x = m.random(batch, n=n, dtype=dtype, generator=g)
+    y = m.random(batch, n=n, dtype=dtype, generator=g)
+    u = torch.randn(batch, n, dtype=dtype, generator=g) * 0.3
+    return x, y, u
+
+
+@pytest.mark.parametrize("k", [-1.0, -2.0, 0.7, 1.3])
+def test_agrees_with_geoopt_to_1e8(k):
+    geoopt = geoopt_module()
+    kt = torch.tensor(k, dtype=F64)
+    ours = PoincareBall(-k) if k < 0 else Stereographic(k)
+    # geoopt's constructors overwrite the tensor they are given: pass a copy.
+    ref = geoopt.PoincareBall(-kt) if k < 0 else geoopt.SphereProjection(kt.clone())
+    x, y, u = pair(ours)
+    pairs = {
+        "mobius_add": (ours.gyroadd(x, y), ref.mobius_add(x, y)),
+        "expmap": (ours.expmap(x, u), ref.expmap(x, u)),
+        "logmap": (ours.logmap(x, y), ref.logmap(x, y)),
+        "dist": (ours.dist(x, y), ref.dist(x, y)),
+        "transp": (ours.transp(x, y, u), ref.transp(x, y, u)),
+        "expmap0": (ours.expmap0(u), ref.expmap0(u)),
+        "logmap0": (ours.logmap0(y), ref.logmap0(y)),
+        "gyration": (ours.gyration(x, y, u), ref.mobius_gyration(x, y, u)
+                     if hasattr(ref, "mobius_gyration")
+                     else geoopt.manifolds.stereographic.math.gyration(x, y, u, k=kt)),
+        "scalar_mul": (ours.gyroscalarmul(0.6, x),
+                       ref.mobius_scalar_mul(torch.tensor(0.6, dtype=F64), x)),
+        # geoopt's inner broadcasts (n, 1) against (n,) unless keepdim=True.
+        "inner": (ours.inner(x, u, y, keepdim=True), ref.inner(x, u, y, keepdim=True)),
+        "egrad2rgrad": (ours.egrad2rgrad(x, u), ref.egrad2rgrad(x, u)),
+    }
+    for name, (a, b) in pairs.items():
+        torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.7])
+def test_gyration_matches_its_definition(k):
+    m = Stereographic(k)
+    a, b, w = pair(m, seed=3)
+    k = torch.tensor(k, dtype=F64)
+    direct = sm.mobius_add(-sm.mobius_add(a, b, k=k), sm.mobius_add(a, sm.mobius_add(b, w, k=k),
+                                                                   k=k), k=k)
+    torch.testing.assert_close(m.gyration(a, b, w), direct, atol=1e-12, rtol=1e-12)
+
+
+def test_curvature_is_buffer_or_parameter_and_float64_by_default():
+    fixed, learn = Stereographic(-1.0), Stereographic(-1.0, learnable=True)
+    assert "k" in dict(fixed.named_buffers()) and not list(fixed.parameters())
+    assert isinstance(learn.k, torch.nn.Parameter) and learn.k.dtype == F64
+    assert "k" in learn.state_dict() and "k" in fixed.state_dict()
+    assert PoincareBall(2.0).c.item() == 2.0
+    x = learn.random(3, n=4, dtype=torch.float32, generator=gen())
+    assert learn.dist(x, learn.random(3, n=4, dtype=torch.float32, generator=gen(1))).dtype \
+        == torch.float32
+    # Float64 work sees the exact curvature value (no float32 rounding of 0.7).
+    assert Stereographic(0.7).k.item() == 0.7
+
+
+def test_bad_curvature_raises():
+    with pytest.raises(ValueError, match="c > 0"):
+        PoincareBall(-1.0)
+    with pytest.raises(TypeError):
+        Stereographic("one")
+    with pytest.raises(ValueError, match="finite"):
+        Stereographic(float("nan"))
+    with pytest.raises(ValueError, match="scalar"):
+        Stereographic(torch.ones(2))
+
+
+def test_check_point_rejects_points_outside_the_ball():
+    ok, reason = PoincareBall(4.0).check_point(torch.tensor([[0.3, 0.45]], dtype=F64))
+    assert not ok and "outside the ball" in reason
+    assert Stereographic(1.0).check_point(torch.tensor([[30.0, 4.0]]))[0]
+
+
+@pytest.mark.parametrize("fn,closed", [
+    (sm.tan_k, lambda r, k: math.tan(math.sqrt(k) * r) / math.sqrt(k) if k > 0
+     else math.tanh(math.sqrt(-k) * r) / math.sqrt(-k)),
+    (sm.artan_k, lambda r, k: math.atan(math.sqrt(k) * r) / math.sqrt(k) if k > 0
+     else math.atanh(math.sqrt(-k) * r) / math.sqrt(-k)),
+    (sm.arsin_k, lambda r, k: math.asin(math.sqrt(k) * r) / math.sqrt(k) if k > 0
+     else math.asinh(math.sqrt(-k) * r) / math.sqrt(-k)),
+])
+def test_curvature_functions_are_accurate_on_both_sides_of_the_taylor_switch(fn, closed):
+    r = 0.8
+    for t in (1e-8, 9.99e-4, 1.001e-3, 0.3):
+        for sign in (-1, 1):
+            k = sign * t / r**2
+            got = float(fn(torch.tensor(r, dtype=F64), k))
+            assert got == pytest.approx(closed(r, k), rel=2e-15)
+    assert float(fn(torch.tensor(r, dtype=F64), 0.0)) == r
+
+
+def test_curvature_gradient_is_smooth_through_zero():
+    x, y, _ = pair(Stereographic(0.0), n=3, batch=4)
+    for k0 in (-0.5, -1e-6, 0.0, 1e-6, 0.5):
+        k = torch.tensor(k0, dtype=F64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda k: sm.dist(x, y, k=k), (k,))
+        assert torch.autograd.gradcheck(lambda k: sm.expmap(x, y, k=k), (k,))
+        assert torch.autograd.gradcheck(lambda k: sm.logmap(x, y, k=k), (k,))
+    d = [sm.dist(x, y, k=k) for k in (-1e-9, 0.0, 1e-9)]
+    torch.testing.assert_close(d[0], d[2], atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(d[1], 2 * (x - y).norm(dim=-1), atol=1e-15, rtol=1e-15)
+
+
+def test_learnable_curvature_receives_gradients():
+    m = PoincareBall(1.5, learnable=True)
+    x, y, _ = pair(m, batch=4)
+    m.dist(x.float(), y.float()).sum().backward()
+    assert m.k.grad is not None and torch.isfinite(m.k.grad) and m.k.grad.dtype == F64
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.7])
+def test_gradients_at_x_equal_y_are_finite(k):
+    m = Stereographic(k)
+    x = m.random(3, n=4, dtype=F64, generator=gen()).requires_grad_()
+    d = m.dist(x, x.detach())
+    (g,) = torch.autograd.grad(d.sum(), x)
+    assert bool(torch.isfinite(g).all())
+    log = m.logmap(x, x.detach())
+    (g,) = torch.autograd.grad(log.sum(), x)
+    assert bool(torch.isfinite(g).all())
+    y = x.detach().clone() + 1e-3
+    assert torch.autograd.gradcheck(lambda x: m.dist2(x, y), (x,))
+
+
+def test_far_points_float32_stay_inside_with_finite_gradients():
+    m = PoincareBall(1.0)
+    g = gen(5)
+    direction = torch.randn(6, 8, generator=g)
+    # Riemannian norm 20 at the origin (metric 4<u,u> there): a point at distance 20.
+    u = (10 * direction / direction.norm(dim=-1, keepdim=True)).requires_grad_()
+    x = m.expmap0(u)
+    ok, reason = m.check_point(x)
+    assert ok, reason
+    assert bool((x.norm(dim=-1) < 1).all())
+    # float32 cannot represent distance 20 in the ball: the margin caps it near 12.2.
+    d0 = m.dist0(x)
+    assert bool(torch.isfinite(d0).all()) and bool((d0 > 11.5).all())
+    y = m.expmap(x, torch.randn(6, 8, generator=g))
+    total = m.dist(x, y).sum() + m.logmap(x, y).sum() + m.logmap0(x).sum() + m.dist(x, x).sum()
+    (grad,) = torch.autograd.grad(total, u)
+    assert bool(torch.isfinite(grad).all())
+    assert bool(torch.isfinite(m.transp(x, y, u.detach())).all())
+    # In float64 the same point keeps its distance.
+    x64 = m.expmap0(u.detach().double())
+    torch.testing.assert_close(m.dist0(x64), torch.full((6,), 20.0, dtype=F64), rtol=1e-6,
+                               atol=0)
+
+
+def test_projx_keeps_float32_points_strictly_inside():
+    m = PoincareBall(2.0)
+    x = torch.randn(100, 3, generator=gen(2))
+    x = x / x.norm(dim=-1, keepdim=True) * torch.linspace(0.5, 2.0, 100)[:, None]
+    p = m.projx(x)
+    assert bool((p.norm(dim=-1) * math.sqrt(2.0) < 1).all())
+    assert m.check_point(p)[0]
+    inside = x.norm(dim=-1) * math.sqrt(2) < 0.99
+    torch.testing.assert_close(p[inside], x[inside])
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.7])
+def test_egrad2rgrad_gives_the_riemannian_gradient(k):
+    m = Stereographic(k)
+    x, y, u = pair(m, batch=5, seed=4)
+    x = x.requires_grad_()
+    (eg,) = torch.autograd.grad(m.dist2(x, y).sum(), x)
+    rg = m.egrad2rgrad(x.detach(), eg)
+    # Directional derivative along u equals <rgrad, u>_x.
+    torch.testing.assert_close(m.inner(x.detach(), rg, u), (eg * u).sum(-1))
+    torch.testing.assert_close(rg, -2 * m.logmap(x.detach(), y), atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.7])
+def test_frechet_mean_of_two_points_is_the_midpoint_and_differentiable(k):
+    m = Stereographic(k)
+    x, y, _ = pair(m, batch=1, seed=6)
+    pts = torch.cat((x, y)).requires_grad_()
+    mean = m.frechet_mean(pts)
+    torch.testing.assert_close(mean, m.geodesic(x[0], y[0], 0.5), atol=1e-9, rtol=1e-9)
+    (g,) = torch.autograd.grad(mean.sum(), pts)
+    assert bool(torch.isfinite(g).all()) and float(g.abs().sum()) > 0
+
+
+def test_expmap0_logmap0_are_exp_log_at_origin():
+    m = PoincareBall(2.0)
+    _, y, u = pair(m, seed=7)
+    o = m.origin(20, n=5, dtype=F64)
+    torch.testing.assert_close(m.expmap0(u), m.expmap(o, u))
+    torch.testing.assert_close(m.logmap0(y), m.logmap(o, y))
+    torch.testing.assert_close(m.transp0(y, u), m.transp(o, y, u))
+    torch.testing.assert_close(m.transp0back(y, u), m.transp(y, o, u))
