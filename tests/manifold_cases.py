@@ -121,3 +121,36 @@ GYRO_CASES += [
     GyroCase("grassmann", _grassmann, {"n": 6, "p": 3}, spread=0.7,
              same_point=_grassmann_same_point),
 ]
+
+
+def _spd(name, **kwargs):
+    def make():
+        import torch
+
+        import riemtorch
+
+        if name == "SPDGeneralizedBuresWasserstein":
+            g = torch.Generator().manual_seed(7)
+            m = riemtorch.SPDAffineInvariant().random(n=4, dtype=torch.float64, generator=g)
+            return riemtorch.SPDGeneralizedBuresWasserstein(m, **kwargs)
+        return getattr(riemtorch, name)(**kwargs)
+
+    return make
+
+
+CASES += [
+    Case("spd-aim", _spd("SPDAffineInvariant"), {"n": 4}),
+    Case("spd-aim-power0.5", _spd("SPDAffineInvariant", power=0.5), {"n": 4}),
+    Case("spd-lem", _spd("SPDLogEuclidean"), {"n": 4}),
+    Case("spd-lcm", _spd("SPDLogCholesky"), {"n": 4}),
+    # BW transport: isometric vector transport through the identity (parallel when commuting)
+    Case("spd-bw", _spd("SPDBuresWasserstein"), {"n": 4}, step=0.3),
+    Case("spd-bw-power0.5", _spd("SPDBuresWasserstein", power=0.5), {"n": 4}, step=0.3),
+    Case("spd-gbw", _spd("SPDGeneralizedBuresWasserstein"), {"n": 4}, step=0.3),
+]
+GYRO_CASES += [
+    GyroCase("spd-aim", _spd("SPDAffineInvariant"), {"n": 4}),
+    GyroCase("spd-aim-power0.5", _spd("SPDAffineInvariant", power=0.5), {"n": 4}),
+    GyroCase("spd-lem", _spd("SPDLogEuclidean"), {"n": 4}),
+    GyroCase("spd-lcm", _spd("SPDLogCholesky"), {"n": 4}),
+]

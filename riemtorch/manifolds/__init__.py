@@ -10,3 +10,13 @@ from riemtorch.manifolds.grassmann import Grassmann
 
 __all__ = ["Manifold", "Euclidean", "Sphere", "Stiefel", "Grassmann"]
 __all__ += ["Stereographic", "PoincareBall", "Lorentz"]
+from riemtorch.manifolds.spd import (
+    SPDAffineInvariant,
+    SPDBuresWasserstein,
+    SPDGeneralizedBuresWasserstein,
+    SPDLogCholesky,
+    SPDLogEuclidean,
+)
+
+__all__ += ["SPDAffineInvariant", "SPDLogEuclidean", "SPDLogCholesky", "SPDBuresWasserstein",
+            "SPDGeneralizedBuresWasserstein"]

@@ -1,0 +1,172 @@
+"""Helpers shared by the SPD metrics: input checks, working precision, random points, frames.
+
+Every SPD metric computes in the *working dtype* of :mod:`riemtorch.config`: float32 input is
+promoted to float64 (``config.eigh_in_float64``), the whole computation (Cholesky factors,
+eigendecompositions, triangular solves) runs there and the result is cast back. At condition
+number 1e6 a float32 Cholesky or ``eigh`` loses the smallest eigenvalues to rounding; in float64
+the only error left is the rounding of the float32 input itself.
+"""
+
+from typing import Sequence, Tuple
+
+import torch
+
+from riemtorch import config
+from riemtorch.linalg import spectral
+from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
+from riemtorch.linalg.symmetric import apply_spectral, floor_eigenvalues, sym, working_dtype
+
+
+def promote(*tensors: torch.Tensor) -> Tuple[torch.dtype, Sequence[torch.Tensor]]:
+    """Common dtype of ``tensors`` and the tensors cast to its working dtype."""
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    work = working_dtype(dtype)
+    return dtype, [t.to(work) for t in tensors]
+
+
+def check_matrices(x, name: str) -> None:
+    """Type, dtype and shape always; symmetry and finiteness when validation is on."""
+    check_symmetric_matrix(x, name)
+
+
+def check_ambient(g, name: str) -> None:
+    """A float tensor of shape ``(..., n, n)`` that need not be symmetric."""
+    check_float_tensor(g, name)
+    check_square(g, name)
+
+
+def cholesky(x: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor; ``ValueError`` (not a LAPACK error) for non-SPD input."""
+    if not config.validate:
+        return torch.linalg.cholesky_ex(x)[0]
+    try:
+        return torch.linalg.cholesky(x)
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(f"point is not positive definite: {err}") from None
+
+
+def whiten(chol: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``L^-1 U L^-T`` for lower triangular ``L`` and symmetric ``U`` (two triangular solves)."""
+    half = torch.linalg.solve_triangular(chol, u, upper=False)
+    return sym(torch.linalg.solve_triangular(chol, half.transpose(-1, -2), upper=False))
+
+
+def unwhiten(chol: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``L A L^T``, the inverse of :func:`whiten`."""
+    return sym(chol @ a @ chol.transpose(-1, -2))
+
+
+def identity(n: int, batch=(), dtype=None, device=None) -> torch.Tensor:
+    """Identity matrices of shape ``(*batch, n, n)`` (a fresh, writable tensor)."""
+    return torch.eye(n, dtype=dtype, device=device).expand(*batch, n, n).clone()
+
+
+def matrix_inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Frobenius inner product over the two trailing dimensions."""
+    return (a * b).sum(dim=(-1, -2))
+
+
+def funcm(x: torch.Tensor, fn: spectral.SpectralFunction) -> torch.Tensor:
+    """``f(X)`` through the finite-gradient backward of :mod:`riemtorch.linalg`."""
+    return apply_spectral(x, (fn,))[0]
+
+
+def logm(x):
+    return funcm(x, spectral.LOG)
+
+
+def expm(x):
+    return funcm(x, spectral.EXP)
+
+
+def sqrtm(x):
+    return funcm(x, spectral.SQRT)
+
+
+def powm(x, p: float):
+    return funcm(x, spectral.Power(p))
+
+
+def scaled_expm_of_log(x: torch.Tensor, t) -> torch.Tensor:
+    """``X^t`` for a number or a tensor ``t`` of shape ``(..., 1, 1)``."""
+    if isinstance(t, (int, float)):
+        return powm(x, float(t))
+    return expm(t * logm(x))
+
+
+def project_spd(x: torch.Tensor) -> torch.Tensor:
+    """Symmetric part with eigenvalues floored at ``10 n eps`` times the largest one."""
+    dtype, (y,) = promote(x)
+    lam, u = torch.linalg.eigh(sym(y))
+    n = x.shape[-1]
+    floor = 10 * n * torch.finfo(dtype).eps
+    top = lam.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    lam = torch.maximum(lam, floor * top)
+    return ((u * lam.unsqueeze(-2)) @ u.transpose(-1, -2)).to(dtype)
+
+
+def random_spd(*size, n: int = 3, cond=None, dtype=None, device=None, generator=None):
+    """Random SPD matrices ``Q diag(lam) Q^T`` with Haar-distributed ``Q``.
+
+    Parameters
+    ----------
+    size : int
+        Batch shape.
+    n : int
+        Matrix size.
+    cond : float, optional
+        Condition number ``max(lam) / min(lam)``: the eigenvalues are log-uniform in
+        ``[cond^-1/2, cond^1/2]`` with both ends attained. Without it, ``log(lam)`` is normal
+        with standard deviation ``1/2``.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    work = working_dtype(dtype)
+    batch = tuple(size)
+    g = torch.randn(*batch, n, n, dtype=work, device=device, generator=generator)
+    q, r = torch.linalg.qr(g)
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    if cond is None:
+        loglam = 0.5 * torch.randn(*batch, n, dtype=work, device=device, generator=generator)
+    else:
+        cond = float(cond)
+        if not cond >= 1:
+            raise ValueError(f"cond must be a number >= 1, got {cond!r}")
+        half = 0.5 * torch.log(torch.tensor(cond, dtype=work)).item()
+        unit = torch.rand(*batch, n, dtype=work, device=device, generator=generator)
+        loglam = half * (2 * unit - 1)
+        if n >= 2:
+            loglam[..., 0] = -half
+            loglam[..., -1] = half
+    x = (q * loglam.exp().unsqueeze(-2)) @ q.transpose(-1, -2)
+    return sym(x).to(dtype)
+
+
+class Frame:
+    """Eigendecomposition of SPD ``X`` with a spectral map ``phi`` and its differential.
+
+    ``point`` is ``phi(X)``; :meth:`push` is ``d phi_X`` and :meth:`pull` its inverse, both by
+    the Daleckii-Krein formula ``U (L o (U^T V U)) U^T`` with the Loewner matrix ``L`` of
+    ``phi``. The eigendecomposition is differentiated by plain autograd, so gradients *with
+    respect to X* of what uses ``push``/``pull`` are undefined at repeated eigenvalues of ``X``.
+    """
+
+    def __init__(self, x: torch.Tensor, fn: spectral.SpectralFunction):
+        lam, u = torch.linalg.eigh(x)
+        lam = floor_eigenvalues(lam, x.dtype)
+        self.u = u
+        self.loewner = fn.loewner(lam)
+        self.point = sym((u * fn.f(lam).unsqueeze(-2)) @ u.transpose(-1, -2))
+
+    def _apply(self, v, op):
+        ut = self.u.transpose(-1, -2)
+        return sym(self.u @ op(ut @ v @ self.u) @ ut)
+
+    def push(self, v: torch.Tensor) -> torch.Tensor:
+        return self._apply(v, lambda t: self.loewner * t)
+
+    def pull(self, w: torch.Tensor) -> torch.Tensor:
+        return self._apply(w, lambda t: t / self.loewner)
