@@ -1,0 +1,42 @@
+"""Grassmann layers: subspace logits, orthonormalisation, projection."""
+
+import pytest
+import torch
+
+riemtorch = pytest.importorskip("riemtorch")
+Grassmann = pytest.importorskip("riemtorch.manifolds.grassmann").Grassmann
+
+from riemtorch.nn.grassmann import Orthonormalize, Projector, SubspaceClassifier  # noqa: E402
+
+F64 = torch.float64
+
+
+def test_subspace_logits_are_scaled_cosines_and_depend_only_on_the_subspace():
+    torch.manual_seed(0)
+    head = SubspaceClassifier(6, 4, subspace_dim=2, scale=3.0, dtype=F64)
+    x = torch.randn(5, 6, dtype=F64)
+    s = head.subspaces.detach()
+    proj = s @ s.mT
+    unit = x / x.norm(dim=-1, keepdim=True)
+    expected = 3.0 * torch.einsum("bn,knm,bm->bk", unit, proj, unit).sqrt()
+    torch.testing.assert_close(head(x), expected)
+    torch.testing.assert_close(head(7.0 * x), head(x))
+    rotation, _ = torch.linalg.qr(torch.randn(2, 2, dtype=F64))
+    with torch.no_grad():
+        head.subspaces.copy_(s @ rotation)
+    torch.testing.assert_close(head(x), expected)
+    x.requires_grad_()
+    head(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(head.subspaces.grad).all()
+    ok, reason = Grassmann().check_point(head.subspaces.detach())
+    assert ok, reason
+
+
+def test_orthonormalize_spans_the_input_columns_and_projector_is_idempotent():
+    x = torch.randn(3, 7, 3, dtype=F64, requires_grad=True)
+    q = Orthonormalize()(x)
+    torch.testing.assert_close(q.mT @ q, torch.eye(3, dtype=F64).expand(3, 3, 3))
+    p = Projector()(q)
+    torch.testing.assert_close(p @ x, x)  # the columns of x lie in span(q)
+    torch.testing.assert_close(p @ p, p)
+    assert torch.autograd.gradcheck(lambda a: Projector()(Orthonormalize()(a)), (x,))
