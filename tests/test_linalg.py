@@ -237,3 +237,21 @@ def test_newton_schulz_backward_matches_eigh_path_and_gradchecks():
                                     (torch.eye(4, dtype=F64).expand(2, 4, 4).clone().requires_grad_(),))
     with pytest.raises(ValueError, match="iterations"):
         L.sqrtm_invsqrtm_newton_schulz(x, 0)
+
+
+@pytest.mark.parametrize("kernel", ["half_sum_root", "inverse_half_sum_root"])
+@pytest.mark.parametrize("point", ["distinct", "repeated"])
+def test_kernel_congruence_values_and_gradcheck(kernel, point):
+    from riemtorch.linalg import congruence
+
+    k = {"half_sum_root": congruence.HalfSumRoot(),
+         "inverse_half_sum_root": congruence.InverseHalfSumRoot()}[kernel]
+    x = distinct(seed=6) if point == "distinct" else repeated()
+    v = L.sym(torch.randn(2, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(5)))
+    lam, u = torch.linalg.eigh(x)
+    pair = 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2))
+    weight = pair.sqrt() if kernel == "half_sum_root" else pair.rsqrt()
+    expected = u @ (weight * (u.mT @ v @ u)) @ u.mT
+    torch.testing.assert_close(congruence.kernel_congruence(x, v, k), expected, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: congruence.kernel_congruence(L.sym(a), L.sym(b), k),
+                                    (x.clone().requires_grad_(), v.clone().requires_grad_()))
