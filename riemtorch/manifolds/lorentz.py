@@ -72,7 +72,8 @@ class Lorentz(Manifold):
         excess = (lm.minkowski_inner(x, x) + k).abs() - (atol * k + rtol * x.square().sum(-1))
         if bool(excess.amax() > 0):
             worst = (lm.minkowski_inner(x, x) + k).abs().amax()
-            return False, (f"<x, x>_L differs from -k = {-float(self.k.detach()):g} by {float(worst):.3g} "
+            return False, (f"<x, x>_L differs from -k = {-float(self.k.detach()):g} "
+                           f"by {float(worst):.3g} "
                            f"(tolerance atol*k + rtol*|x|^2, atol={atol:g}, rtol={rtol:g})")
         return True, None
 

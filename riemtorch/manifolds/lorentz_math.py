@@ -18,7 +18,7 @@ from the difference ``x - y`` when that is the more accurate form (close points)
 import torch
 
 from riemtorch.linalg.safe import safe_norm, safe_sqrt
-from riemtorch.manifolds.stereographic_math import _ASIN, _SIN, even_ratio
+from riemtorch.manifolds.stereographic_math import _ASIN, even_ratio
 
 __all__ = [
     "minkowski_inner", "project", "project_u", "egrad2rgrad", "norm", "dist", "expmap",
@@ -61,8 +61,11 @@ def norm(u, keepdim=False):
 
 
 def _sinh_ratio(theta):
-    """``sinh(theta) / theta``."""
-    return even_ratio(-theta * theta, torch.sin, torch.sinh, _SIN)
+    """``sinh(theta) / theta`` for ``theta >= 0`` (series below ``1e-2``: exact to eps)."""
+    th2 = theta * theta
+    series = 1 + th2 * (1 / 6 + th2 / 120)
+    safe = theta.clamp_min(1e-2)
+    return torch.where(theta < 1e-2, series, torch.sinh(safe) / safe)
 
 
 def _asinh_ratio(r):

@@ -35,7 +35,6 @@ _TAYLOR_T = 1e-3
 _TAN = (1.0, 1 / 3, 2 / 15, 17 / 315, 62 / 2835)
 _ATAN = (1.0, -1 / 3, 1 / 5, -1 / 7, 1 / 9)
 _ASIN = (1.0, 1 / 6, 3 / 40, 5 / 112, 35 / 1152)
-_SIN = (1.0, -1 / 6, 1 / 120, -1 / 5040, 1 / 362880)
 
 _MARGINS = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -58,23 +57,20 @@ def even_ratio(t, pos_fn, neg_fn, coeffs, pos_max=None, neg_max=None):
     """``f(sqrt(|t|)) / sqrt(|t|)`` with ``f = pos_fn`` for ``t > 0`` and ``neg_fn`` for
     ``t < 0``, and the power series ``sum coeffs[i] t^i`` for ``|t| < 1e-3``.
 
-    All three branches are evaluated on safe arguments, so gradients are finite everywhere;
-    ``pos_max`` / ``neg_max`` clamp the argument of a branch (e.g. ``artanh`` below 1).
+    Every branch is evaluated on arguments where it is finite (the series on ``t`` clamped to
+    the switch, the closed forms on ``sqrt(|t|) >= sqrt(1e-3)``), so gradients are finite
+    everywhere; ``pos_max`` / ``neg_max`` clamp the argument of a branch (``artanh`` below 1).
     """
-    small = t.abs() < _TAYLOR_T
-    ts = torch.where(small, t, torch.zeros_like(t))
-    series = torch.full_like(t, coeffs[-1])
-    for c in coeffs[-2::-1]:
-        series = series * ts + c
-    z = torch.where(small, torch.ones_like(t), t.abs()).sqrt()
-    zp = torch.where(t > 0, z, 0.5)
-    zn = torch.where(t < 0, z, 0.5)
-    if pos_max is not None:
-        zp = zp.clamp(max=pos_max)
-    if neg_max is not None:
-        zn = zn.clamp(max=neg_max)
-    closed = torch.where(t > 0, pos_fn(zp) / z, neg_fn(zn) / z)
-    return torch.where(small, series, closed)
+    ts = t.clamp(-_TAYLOR_T, _TAYLOR_T)
+    series = ts * coeffs[-1]
+    for c in coeffs[-2:0:-1]:
+        series = (series + c) * ts
+    series = series + coeffs[0]
+    z = t.abs().clamp_min(_TAYLOR_T).sqrt()
+    pos = pos_fn(z if pos_max is None else z.clamp(max=pos_max))
+    neg = neg_fn(z if neg_max is None else z.clamp(max=neg_max))
+    closed = torch.where(t > 0, pos, neg) / z
+    return torch.where(t.abs() < _TAYLOR_T, series, closed)
 
 
 def _below_one(dtype):

@@ -1,0 +1,201 @@
+"""Lorentz specifics: geoopt agreement, the isometry to the Poincaré ball, accuracy far from the
+origin and at small distances, staying on the hyperboloid, the centroid. The generic laws run in
+test_axioms.py and test_gyro_laws.py."""
+
+import warnings
+
+import pytest
+import torch
+
+from riemtorch import Lorentz, PoincareBall
+from riemtorch.manifolds import lorentz_math as lm
+
+F64, F32 = torch.float64, torch.float32
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def geoopt_module():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("geoopt")
+
+
+def sample(m, n=5, batch=20, seed=0, dtype=F64):
+    g = gen(seed)
+    x = m.random(batch, n=n, dtype=dtype, generator=g)
+    y = m.random(batch, n=n, dtype=dtype, generator=g)
+    u = m.proju(x, 0.3 * torch.randn(batch, n, dtype=dtype, generator=g))
+    return x, y, u
+
+
+def far_points(m, dist, batch=6, n=5, dtype=F32, seed=5):
+    """Points at geodesic distance ``dist`` from the origin in random directions."""
+    d = torch.randn(batch, n, dtype=dtype, generator=gen(seed))
+    d[..., 0] = 0
+    return m.expmap0(dist * d / d.norm(dim=-1, keepdim=True))
+
+
+@pytest.mark.parametrize("k", [1.0, 2.5])
+def test_agrees_with_geoopt_to_1e8(k):
+    geoopt = geoopt_module()
+    kt = torch.tensor(k, dtype=F64)
+    ours, ref = Lorentz(k), geoopt.Lorentz(kt.clone())
+    x, y, u = sample(ours)
+    u0 = ours.logmap0(y)
+    pairs = {
+        "expmap": (ours.expmap(x, u), ref.expmap(x, u)),
+        "logmap": (ours.logmap(x, y), ref.logmap(x, y)),
+        "dist": (ours.dist(x, y), ref.dist(x, y)),
+        "transp": (ours.transp(x, y, u), ref.transp(x, y, u)),
+        "expmap0": (ours.expmap0(u0), ref.expmap0(u0)),
+        "logmap0": (ours.logmap0(y), ref.logmap0(y)),
+        "projx": (ours.projx(x + 0.1), ref.projx(x + 0.1)),
+        "proju": (ours.proju(x, y), ref.proju(x, y)),
+        "egrad2rgrad": (ours.egrad2rgrad(x, y), ref.egrad2rgrad(x, y)),
+        "inner": (ours.inner(x, u, u0), ref.inner(x, u, u0)),
+        # geoopt maps into the unit ball; ours into the ball of radius sqrt(k) (an isometry).
+        "lorentz_to_poincare": (ours.lorentz_to_poincare(x) / k**0.5,
+                                geoopt.manifolds.lorentz.math.lorentz_to_poincare(x, kt)),
+    }
+    for name, (a, b) in pairs.items():
+        torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("k", [1.0, 2.5])
+def test_map_to_the_poincare_ball_is_an_isometry_carrying_the_gyro_structure(k):
+    m, ball = Lorentz(k), PoincareBall(1 / k)
+    x, y, u = sample(m, seed=1)
+    px, py = m.lorentz_to_poincare(x), m.lorentz_to_poincare(y)
+    assert ball.check_point(px)[0]
+    torch.testing.assert_close(m.poincare_to_lorentz(px), x)
+    torch.testing.assert_close(ball.dist(px, py), m.dist(x, y))
+    torch.testing.assert_close(m.lorentz_to_poincare(m.origin(3, n=5, dtype=F64)),
+                               torch.zeros(3, 4, dtype=F64))
+    z = m.random(20, n=5, dtype=F64, generator=gen(2))
+    pz = m.lorentz_to_poincare(z)
+    to_ball = m.lorentz_to_poincare
+    torch.testing.assert_close(to_ball(m.gyroadd(x, y)), ball.gyroadd(px, py))
+    torch.testing.assert_close(to_ball(m.gyroinv(x)), ball.gyroinv(px))
+    torch.testing.assert_close(to_ball(m.gyroscalarmul(-0.7, x)), ball.gyroscalarmul(-0.7, px))
+    torch.testing.assert_close(to_ball(m.gyration(x, y, z)), ball.gyration(px, py, pz))
+
+
+def test_curvature_buffer_parameter_and_errors():
+    assert "k" in dict(Lorentz(2.0).named_buffers())
+    m = Lorentz(2.0, learnable=True)
+    assert isinstance(m.k, torch.nn.Parameter) and m.k.dtype == F64
+    x, y, _ = sample(Lorentz(2.0), batch=4)
+    m.dist(x.float(), y.float()).sum().backward()
+    assert m.k.grad is not None and bool(torch.isfinite(m.k.grad))
+    with pytest.raises(ValueError, match="k > 0"):
+        Lorentz(0.0)
+    ok, reason = Lorentz(1.0).check_point(torch.tensor([[-1.0, 0.0, 0.0]]))
+    assert not ok and "upper sheet" in reason
+    ok, reason = Lorentz(1.0).check_point(torch.tensor([[1.5, 0.0, 0.0]], dtype=F64))
+    assert not ok and "differs" in reason
+    assert not Lorentz(1.0).check_point(torch.ones(3, 1))[0]
+
+
+@pytest.mark.parametrize("k", [1.0, 2.5])
+def test_distance_20_from_origin_in_float32(k):
+    m = Lorentz(k)
+    d = torch.randn(6, 5, generator=gen(5))
+    d[..., 0] = 0
+    u = (20 * d / d.norm(dim=-1, keepdim=True)).requires_grad_()
+    x = m.expmap0(u)
+    x64 = m.expmap0(u.detach().double())
+    assert m.check_point(x)[0]
+    torch.testing.assert_close(m.dist0(x), torch.full((6,), 20.0), rtol=1e-6, atol=0)
+    # Pairs of far points in different directions: relative accuracy as for any float32 op.
+    y, y64 = x.roll(1, 0), x64.roll(1, 0)
+    rel = (m.dist(x, y).detach().double() - m.dist(x64, y64)).abs() / m.dist(x64, y64)
+    assert float(rel.max()) < 1e-5
+    # Steps of moderate length from there. In float32 a tangent vector at x_0 ~ 1e8 has
+    # rounding errors larger than its Minkowski norm, so only finiteness can hold.
+    o = m.origin(6, n=5)
+    v = m.transp(o, x, m.logmap0(m.random(6, n=5, generator=gen(6))))
+    z = m.expmap(x, v)
+    total = (m.dist(x, y) + m.dist(x, z) + m.dist(x, x) + m.logmap0(x).sum(-1)
+             + m.logmap(x, z).sum(-1) + m.logmap(x, o).sum(-1) + m.transp(x, z, v).sum(-1))
+    (grad,) = torch.autograd.grad(total.sum(), u)
+    assert bool(torch.isfinite(grad).all())
+    # Tangent vectors at x have coordinates ~ x_0 |v| for Minkowski norm |v|, so their norms
+    # carry absolute errors ~ eps x_0^2: at 10 from the origin float64 is still accurate.
+    x64 = m.expmap0(u.detach().double() / 2)
+    v64 = m.transp(o.double(), x64, m.logmap0(m.random(6, n=5, dtype=F64, generator=gen(6))))
+    z64 = m.expmap(x64, v64)
+    torch.testing.assert_close(m.dist(x64, z64), m.norm(x64, v64), rtol=1e-7, atol=0)
+    scale = float(v64.abs().max())
+    torch.testing.assert_close(m.logmap(x64, z64), v64, rtol=1e-6, atol=1e-6 * scale)
+
+
+def test_small_distances_keep_their_digits():
+    m = Lorentz(1.0)
+    x, _, u = sample(m, batch=5, seed=3)
+    u = u / m.norm(x, u, keepdim=True)
+    for dtype, step, rtol in ((F64, 1e-7, 1e-7), (F32, 1e-3, 1e-3)):
+        xs, us = x.to(dtype), u.to(dtype)
+        y = m.expmap(xs, step * us)
+        torch.testing.assert_close(m.dist(xs, y), torch.full((5,), step, dtype=dtype),
+                                   rtol=rtol, atol=0)
+        torch.testing.assert_close(m.logmap(xs, y), step * us, rtol=rtol, atol=step * rtol)
+
+
+def test_gradients_at_x_equal_y_are_finite():
+    m = Lorentz(2.5)
+    x = m.random(3, n=4, dtype=F64, generator=gen()).requires_grad_()
+    for f in (lambda x: m.dist(x, x.detach()), lambda x: m.logmap(x, x.detach()),
+              lambda x: m.dist2(x, x.detach())):
+        (g,) = torch.autograd.grad(f(x).sum(), x)
+        assert bool(torch.isfinite(g).all())
+    y = m.random(3, n=4, dtype=F64, generator=gen(1))
+    assert torch.autograd.gradcheck(lambda x: m.dist(x, y), (x,))
+    assert torch.autograd.gradcheck(lambda x: m.logmap(x, y), (x,))
+
+
+@pytest.mark.parametrize("k", [2.5])
+def test_stays_on_hyperboloid_after_many_float32_exp_maps(k):
+    m = Lorentz(k)
+    steps, g = 10_000, gen(7)
+    x = m.random(4, n=4, dtype=F32, generator=g)
+    noise = 0.1 * torch.randn(steps, 4, 4, generator=g)
+    spatial = torch.tensor([0.0, 1.0, 1.0, 1.0])
+    for i in range(steps):
+        # A random walk pulled back towards the origin, so it stays at moderate distance.
+        x = m.expmap(x, m.proju(x, noise[i] - 0.1 * spatial * x))
+    x64 = x.double()
+    rel = (lm.minkowski_inner(x64, x64) + k).abs() / k
+    assert float(rel.max()) < 1e-5
+    assert bool((m.dist0(x) > 0).all())
+
+
+@pytest.mark.parametrize("k", [1.0, 2.5])
+def test_centroid_of_two_points_is_the_midpoint_and_seeds_the_frechet_mean(k):
+    m = Lorentz(k)
+    x, y, _ = sample(m, batch=1, seed=8)
+    pts = torch.cat((x, y))
+    torch.testing.assert_close(m.centroid(pts), m.geodesic(x[0], y[0], 0.5))
+    many = m.random(7, 3, n=4, dtype=F64, generator=gen(9))
+    c = m.centroid(many, dim=0)
+    assert c.shape == (3, 4) and m.check_point(c)[0]
+    # The centroid maximises <x_i, mu>_L summed, among points of the hyperboloid.
+    score = lm.minkowski_inner(many, c).sum(0)
+    other = m.expmap(c, m.proju(c, 0.05 * torch.randn(3, 4, dtype=F64, generator=gen(1))))
+    assert bool((score > lm.minkowski_inner(many, other).sum(0)).all())
+    pts = pts.clone().requires_grad_()
+    mean = m.frechet_mean(pts)
+    torch.testing.assert_close(mean, m.geodesic(x[0], y[0], 0.5))
+    (g,) = torch.autograd.grad(mean.sum(), pts)
+    assert bool(torch.isfinite(g).all())
+
+
+def test_expmap0_logmap0_are_exp_log_at_origin():
+    m = Lorentz(2.5)
+    _, y, _ = sample(m, seed=4)
+    o = m.origin(20, n=5, dtype=F64)
+    u = m.logmap(o, m.random(20, n=5, dtype=F64, generator=gen(3)))
+    torch.testing.assert_close(m.expmap0(u), m.expmap(o, u))
+    torch.testing.assert_close(m.logmap0(y), m.logmap(o, y))
