@@ -83,15 +83,21 @@ LOG_FACTOR = SpectralFunction(_log_factor, _log_factor_slope)
 """``theta / (sin theta cos theta) = asin(sqrt s) / sqrt(s (1 - s))`` (1 at ``s = 0``)."""
 
 
+def _angle(c: torch.Tensor) -> torch.Tensor:
+    # A rotation by pi has no principal logarithm; the cap keeps the factor finite there
+    # (callers detect that their iteration then fails to converge).
+    return torch.acos(c.clamp(-1 + 1e-12, 1))
+
+
 def _acos_over_sin(c: torch.Tensor) -> torch.Tensor:
-    theta = torch.acos(c.clamp(-1, 1))
-    return 1.0 / _sinc(theta)
+    return 1.0 / _sinc(_angle(c))
 
 
 def _acos_over_sin_slope(c: torch.Tensor) -> torch.Tensor:
-    theta = torch.acos(c.clamp(-1, 1))
+    theta = _angle(c)
     return _sinc_slope(theta) / _sinc(theta) ** 3
 
 
 ACOS_OVER_SIN = SpectralFunction(_acos_over_sin, _acos_over_sin_slope)
-"""``theta / sin theta`` as a function of ``c = cos theta`` (1 at ``c = 1``)."""
+"""``theta / sin theta`` as a function of ``c = cos theta`` (1 at ``c = 1``; capped near
+``c = -1``)."""

@@ -13,6 +13,8 @@ and ``beta = 1/2`` (canonical); the geodesics are
 ``Exp_X(U) = [X, Q] expm([[2 beta A, -B^T], [B, 0]]) [I; 0] expm((1 - 2 beta) A)``.
 """
 
+import warnings
+
 import torch
 
 from riemtorch.linalg import spectral
@@ -170,6 +172,27 @@ def _lyapunov_step(b: torch.Tensor, c: torch.Tensor, sweeps: int = 3) -> torch.T
     return skew(z)
 
 
+def _completion_iteration(w, perp, beta, a_hat, tol, max_iter):
+    """Rotate the completion ``perp`` of ``w`` until ``log [w expm(tau A), perp]`` has the form
+    ``[[2 beta A, -B^T], [B, 0]]`` (``tau = 2 beta - 1``). Returns ``(A, B, perp, residual)``."""
+    p = w.shape[-1]
+    tau = 2.0 * beta - 1.0
+    for _ in range(max_iter):
+        first = w @ torch.linalg.matrix_exp(tau * a_hat) if tau != 0 else w
+        log_v = skew_logm(torch.cat((first, perp), -1))
+        a = log_v[..., :p, :p] / (2.0 * beta)
+        b = log_v[..., p:, :p]
+        c = log_v[..., p:, p:]
+        residual = torch.linalg.matrix_norm(c) + abs(tau) * torch.linalg.matrix_norm(a - a_hat)
+        if residual.numel() == 0 or bool(residual.amax() <= tol):
+            break
+        perp = perp @ torch.linalg.matrix_exp(_lyapunov_step(b, c))
+        if tau != 0:
+            rot = torch.linalg.matrix_exp(tau * a)
+            a_hat = a + tau * rot @ (a - a_hat) @ rot.transpose(-1, -2)
+    return a, b, perp, residual
+
+
 def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = None,
                    max_iter: int = 100) -> torch.Tensor:
     """Riemannian logarithm of the ``beta``-metric by the algebraic Stiefel log.
@@ -189,9 +212,11 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
     beta : float
         Metric parameter (1: Euclidean, 1/2: canonical).
     tol : float, optional
-        Stopping tolerance on the Frobenius norm of the residual blocks (default ``1e-13``).
+        Stopping tolerance on the Frobenius norm of the residual blocks (default ``1e-13`` for
+        float64 input, ``1e-6`` for float32).
     max_iter : int
-        Iteration cap.
+        Iteration cap; a ``RuntimeWarning`` names the residual if it is reached (the points
+        are then too far apart for the iteration).
 
     Returns
     -------
@@ -200,7 +225,8 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
     """
     x, y = torch.broadcast_tensors(x, y)
     p = x.shape[-1]
-    tol = 1e-13 if tol is None else tol
+    if tol is None:
+        tol = 1e-6 if x.dtype == torch.float32 else 1e-13
     m_block = x.transpose(-1, -2) @ y
     q, n_block = torch.linalg.qr(y - x @ m_block)
     k = n_block.shape[-2]
@@ -209,19 +235,17 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
     perp = _orthogonal_completion(w)
     # Procrustes start: rotate the free block towards the identity (Zimmermann 2017).
     perp = perp @ _nearest_rotation(perp[..., p:, :].detach().transpose(-1, -2))
-    tau = 2.0 * beta - 1.0
     a_hat = torch.zeros_like(m_block, dtype=work)
-    for _ in range(max_iter):
-        first = w @ torch.linalg.matrix_exp(tau * a_hat) if tau != 0 else w
-        log_v = skew_logm(torch.cat((first, perp), -1))
-        a = log_v[..., :p, :p] / (2.0 * beta)
-        b = log_v[..., p:, :p]
-        c = log_v[..., p:, p:]
-        residual = torch.linalg.matrix_norm(c) + abs(tau) * torch.linalg.matrix_norm(a - a_hat)
-        if residual.numel() == 0 or bool(residual.amax() <= tol):
-            break
-        perp = perp @ torch.linalg.matrix_exp(_lyapunov_step(b, c))
-        if tau != 0:
-            rot = torch.linalg.matrix_exp(tau * a)
-            a_hat = a + tau * rot @ (a - a_hat) @ rot.transpose(-1, -2)
+    if beta != 0.5:
+        # Warm start from the canonical solution, which converges from farther away.
+        a_hat, _, perp, _ = _completion_iteration(w, perp, 0.5, a_hat, 1e-3, max_iter)
+    a, b, _, residual = _completion_iteration(w, perp, beta, a_hat, tol, max_iter)
+    if not bool(torch.isfinite(residual).all()):
+        raise ValueError("Stiefel logarithm failed: non-finite residual (are the inputs on the "
+                         "manifold?)")
+    if residual.numel() and bool(residual.amax() > tol):
+        warnings.warn(
+            f"Stiefel logarithm stopped after {max_iter} iterations with residual "
+            f"{float(residual.amax()):.3g} > {tol:g}: the points are too far apart for the "
+            "algebraic Stiefel log", RuntimeWarning, stacklevel=2)
     return x @ a.to(x.dtype) + q @ b.to(x.dtype)

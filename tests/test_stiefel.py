@@ -1,0 +1,184 @@
+"""Stiefel-specific tests: references (pymanopt, scipy), both metrics, retractions, gradients."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from riemtorch import Stiefel
+
+F64 = torch.float64
+N, P = 7, 3
+
+
+def points(m, batch=5, seed=0, dtype=F64):
+    return m.random(batch, n=N, p=P, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+
+
+def tangent(m, x, norm, seed=1):
+    g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(seed))
+    u = m.proju(x, g)
+    return u / m.norm(x, u, keepdim=True) * norm
+
+
+def pymanopt_stiefel(retraction="qr"):
+    manifolds = pytest.importorskip("pymanopt.manifolds")
+    return manifolds.Stiefel(N, P, retraction=retraction)
+
+
+def test_euclidean_exp_matches_pymanopt():
+    ref = pymanopt_stiefel()
+    m = Stiefel("euclidean")
+    x = points(m)
+    u = tangent(m, x, 1.3)
+    y = m.expmap(x, u)
+    for i in range(x.shape[0]):
+        expected = ref.exp(x[i].numpy(), u[i].numpy())
+        np.testing.assert_allclose(y[i].numpy(), expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["qr", "polar"])
+def test_retractions_and_transport_match_pymanopt(kind):
+    ref = pymanopt_stiefel(kind)
+    m = Stiefel("euclidean", retraction=kind)
+    x = points(m)
+    u, v = tangent(m, x, 0.8), tangent(m, x, 1.0, seed=2)
+    y = m.retr(x, u)
+    tv = m.transp(x, y, v)
+    for i in range(x.shape[0]):
+        np.testing.assert_allclose(y[i].numpy(), ref.retraction(x[i].numpy(), u[i].numpy()),
+                                   atol=1e-10, rtol=0)
+        np.testing.assert_allclose(tv[i].numpy(),
+                                   ref.transport(x[i].numpy(), y[i].numpy(), v[i].numpy()),
+                                   atol=1e-10, rtol=0)
+        g = torch.randn(N, P, dtype=F64, generator=torch.Generator().manual_seed(i)).numpy()
+        np.testing.assert_allclose(m.proju(x[i], torch.from_numpy(g)).numpy(),
+                                   ref.projection(x[i].numpy(), g), atol=1e-12, rtol=0)
+
+
+def test_canonical_exp_is_the_one_parameter_subgroup_orbit():
+    # Canonical geodesics are Y = expm(W) X with W = P U X^T - X U^T P, P = I - X X^T / 2.
+    m = Stiefel("canonical")
+    x = points(m)
+    u = tangent(m, x, 1.5)
+    y = m.expmap(x, u)
+    for i in range(x.shape[0]):
+        xi, ui = x[i].numpy(), u[i].numpy()
+        proj = np.eye(N) - 0.5 * xi @ xi.T
+        w = proj @ ui @ xi.T - xi @ ui.T @ proj
+        np.testing.assert_allclose(y[i].numpy(), scipy.linalg.expm(w) @ xi, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("metric", ["canonical", "euclidean"])
+@pytest.mark.parametrize("step", [0.1, 1.0, 1.8])
+def test_log_inverts_exp_for_both_metrics(metric, step):
+    m = Stiefel(metric)
+    x = points(m)
+    u = tangent(m, x, step)
+    y = m.expmap(x, u)
+    torch.testing.assert_close(m.logmap(x, y), u, atol=1e-10, rtol=0)
+    torch.testing.assert_close(m.dist(x, y), torch.full((5,), step, dtype=F64), atol=1e-10,
+                               rtol=0)
+    torch.testing.assert_close(m.dist(y, x), m.dist(x, y), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("metric", ["canonical", "euclidean"])
+def test_float32_round_trip(metric):
+    m = Stiefel(metric)
+    x = points(m, dtype=torch.float32)
+    u = tangent(m, x, 0.7)
+    y = m.expmap(x, u)
+    assert y.dtype == torch.float32
+    assert m.check_point(y)[0]
+    torch.testing.assert_close(m.logmap(x, y), u, atol=2e-5, rtol=0)
+
+
+def test_far_points_warn_instead_of_returning_silently():
+    m = Stiefel("euclidean")
+    x = points(m, batch=1)
+    y = -x
+    with pytest.warns(RuntimeWarning, match="too far apart"):
+        m.logmap(x, y)
+
+
+def test_canonical_midpoint_and_frechet_mean_of_two_points():
+    m = Stiefel("canonical")
+    x = points(m, batch=3)
+    y = m.expmap(x, tangent(m, x, 1.2))
+    mid = m.geodesic(x, y, 0.5)
+    mean = m.frechet_mean(torch.stack((x, y)))
+    torch.testing.assert_close(mean, mid, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("metric,kind,order", [
+    ("euclidean", "qr", 2), ("euclidean", "polar", 3), ("canonical", "cayley", 3),
+    ("canonical", "qr", 2), ("euclidean", "cayley", 2),
+])
+def test_retraction_order(metric, kind, order):
+    # Error against the exact geodesic falls like t^order: a first-order retraction has
+    # order 2, the polar (Euclidean) and Cayley (canonical) retractions have order 3.
+    m = Stiefel(metric, retraction=kind)
+    x = points(m)
+    u = tangent(m, x, 1.0)
+    errs = []
+    for t in (1e-1, 1e-2):
+        r = m.retr(x, t * u)
+        assert m.check_point(r)[0]
+        errs.append(float((r - m.expmap(x, t * u)).abs().max()))
+    ratio = errs[0] / errs[1]
+    assert 10 ** (order - 0.3) < ratio < 10 ** (order + 0.3), ratio
+
+
+def test_canonical_riemannian_gradient_represents_the_differential():
+    m = Stiefel("canonical")
+    x = points(m)
+    g = torch.randn(x.shape, dtype=F64, generator=torch.Generator().manual_seed(3))
+    v = tangent(m, x, 1.0)
+    rg = m.egrad2rgrad(x, g)
+    assert m.check_vector(x, rg)[0]
+    torch.testing.assert_close(m.inner(x, rg, v), (g * v).sum((-1, -2)), atol=1e-12, rtol=0)
+
+
+def test_random_is_haar_distributed_and_origin_is_identity_block():
+    m = Stiefel()
+    x = m.random(4000, n=4, p=2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    # E[X X^T] = (p / n) I for the uniform distribution.
+    second = (x @ x.transpose(-1, -2)).mean(0)
+    torch.testing.assert_close(second, 0.5 * torch.eye(4, dtype=F64), atol=0.03, rtol=0)
+    assert bool((x[:, 0, 0] < 0).any()) and bool((x[:, 0, 0] > 0).any())
+    torch.testing.assert_close(m.origin(2, n=4, p=2), torch.eye(4, 2).expand(2, 4, 2))
+
+
+def test_logmap_gradient_is_finite_and_matches_finite_differences():
+    m = Stiefel("canonical")
+    x = m.random(1, n=4, p=2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    y = m.expmap(x, tangent(m, x, 0.6))
+    w = torch.randn(x.shape, dtype=F64, generator=torch.Generator().manual_seed(4))
+
+    def f(z):
+        return (m.logmap(x, m.projx(z)) * w).sum()
+
+    z = y.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (z,), atol=1e-6, fast_mode=True)
+    same = x.clone().requires_grad_(True)
+    (m.logmap(x, same) * w).sum().backward()
+    assert bool(torch.isfinite(same.grad).all())
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="metric"):
+        Stiefel(metric="frobenius")
+    with pytest.raises(ValueError, match="retraction"):
+        Stiefel(retraction="svd")
+    with pytest.raises(ValueError, match="n >= p"):
+        Stiefel().random(n=2, p=3)
+    m = Stiefel()
+    ok, reason = m.check_point(2 * points(m))
+    assert not ok and "X^T X" in reason
+    with pytest.raises(ValueError, match="not on"):
+        m.assert_check_point(torch.ones(3, 2, dtype=F64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.logmap(points(m), points(m, seed=0))
