@@ -80,20 +80,28 @@ def aim_gyration(x, y, z):
 def aim_karcher_mean(xs, w, tol, max_iter):
     """Weighted Karcher mean of ``xs`` ``(N, ..., n, n)`` with weights ``w`` ``(N, ..., 1, 1)``.
 
-    Starts from the log-Euclidean mean and iterates ``M <- L expm(sum_i w_i logm(L^-1 X_i
-    L^-T)) L^T`` in the frame of the current mean ``M = L L^T`` (one batched ``eigh`` per
-    iteration), until the Frobenius norm of the step, which is its Riemannian norm, is at most
-    ``tol``. Differentiable by unrolling; the matrix functions have finite gradients at
-    repeated eigenvalues.
+    Starts from the log-Euclidean mean and iterates ``M <- L expm(nu G) L^T`` with the gradient
+    ``G = sum_i w_i logm(L^-1 X_i L^-T)`` in the frame of the current mean ``M = L L^T`` (one
+    batched ``eigh`` per iteration). The step size ``nu`` starts at 1; per mean, it is halved
+    whenever ``||G||`` fails to decrease (the unit step can cycle for widely spread data) and
+    grows back by 1.25 (up to 1) while it decreases. It
+    stops when the Frobenius norm of ``G``, its Riemannian norm, is at most ``tol``.
+    Differentiable by unrolling; the matrix functions have finite gradients at repeated
+    eigenvalues.
     """
     mean = common.expm((w * common.logm(xs)).sum(0))
     eye = common.identity(xs.shape[-1], dtype=xs.dtype, device=xs.device)
+    nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
+    previous = torch.full_like(nu, float("inf"))
     for _ in range(max_iter):
         chol = common.cholesky(mean)
         inv = torch.linalg.solve_triangular(chol, eye, upper=False)
-        step = (w * common.logm(sym(inv @ xs @ inv.transpose(-1, -2)))).sum(0)
-        mean = common.unwhiten(chol, common.expm(step))
-        if bool(torch.linalg.matrix_norm(step).amax() <= tol):
+        grad = (w * common.logm(sym(inv @ xs @ inv.transpose(-1, -2)))).sum(0)
+        crit = torch.linalg.matrix_norm(grad).detach()
+        nu = torch.where(crit >= previous, 0.5 * nu, (1.25 * nu).clamp_max(1.0))
+        previous = crit
+        mean = common.unwhiten(chol, common.expm(nu[..., None, None] * grad))
+        if bool(crit.amax() <= tol):
             break
     return mean
 

@@ -1,0 +1,201 @@
+"""SPD metrics: float32 at high condition numbers, gradients, power deformation, means, M."""
+
+import pytest
+import torch
+
+import riemtorch
+from riemtorch.linalg.symmetric import sym
+
+F64 = torch.float64
+
+
+def make(name, **kwargs):
+    if name == "SPDGeneralizedBuresWasserstein":
+        g = torch.Generator().manual_seed(11)
+        metric = riemtorch.SPDAffineInvariant().random(n=kwargs.pop("n", 5), cond=5.0,
+                                                       dtype=F64, generator=g)
+        return riemtorch.SPDGeneralizedBuresWasserstein(metric, **kwargs)
+    kwargs.pop("n", None)
+    return getattr(riemtorch, name)(**kwargs)
+
+
+METRICS = [
+    ("SPDAffineInvariant", {}),
+    ("SPDAffineInvariant", {"power": 0.5}),
+    ("SPDLogEuclidean", {}),
+    ("SPDLogCholesky", {}),
+    ("SPDLogCholesky", {"power": 0.5}),
+    ("SPDBuresWasserstein", {}),
+    ("SPDBuresWasserstein", {"power": 0.5}),
+    ("SPDGeneralizedBuresWasserstein", {}),
+]
+IDS = [f"{n[3:]}-{k.get('power', 1)}" for n, k in METRICS]
+
+
+def spd(batch, n=5, cond=None, dtype=F64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return riemtorch.SPDAffineInvariant().random(*batch, n=n, cond=cond, dtype=dtype, generator=g)
+
+
+def all_finite(*tensors):
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+@pytest.mark.parametrize("name, kwargs", METRICS, ids=IDS)
+def test_float32_at_condition_number_1e6(name, kwargs):
+    m = make(name, **kwargs)
+    x = spd((4,), cond=1e6, dtype=torch.float32, seed=1)
+    y = spd((4,), cond=1e6, dtype=torch.float32, seed=2)
+    reference = m.dist(x.double(), y.double())
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    d = m.dist(x, y)
+    assert d.dtype == torch.float32
+    assert float(((d.detach().double() - reference).abs() / reference).max()) <= 1e-3
+    u = m.logmap(x, y)
+    z = m.expmap(x, 1e-2 * u / m.norm(x, u, keepdim=True))
+    mean = m.frechet_mean(torch.stack([x, y]))
+    loss = d.sum() + u.square().sum() * 1e-12 + z.sum() + mean.sum()
+    gx, gy = torch.autograd.grad(loss, (x, y))
+    assert all_finite(d, u, z, mean, gx, gy)
+
+
+@pytest.mark.parametrize("name, kwargs", METRICS, ids=IDS)
+@pytest.mark.parametrize("where", ["x_equals_y", "x_identity"])
+def test_distance_gradient_is_finite_at_coincident_points_and_identity(name, kwargs, where):
+    m = make(name, **kwargs)
+    y = spd((3,), seed=3)
+    x = y.clone() if where == "x_equals_y" else torch.eye(5, dtype=F64).expand(3, 5, 5).clone()
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    gx, gy = torch.autograd.grad(m.dist(x, y).sum(), (x, y))
+    assert all_finite(gx, gy)
+
+
+@pytest.mark.parametrize("name, kwargs", METRICS, ids=IDS)
+def test_distance_gradcheck(name, kwargs):
+    m = make(name, n=3, **kwargs)
+    x, y = spd((2,), n=3, seed=4), spd((2,), n=3, seed=5)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: m.dist(sym(a), sym(b)), (x, y))
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("name", ["SPDAffineInvariant", "SPDLogCholesky", "SPDBuresWasserstein",
+                                  "SPDGeneralizedBuresWasserstein", "SPDLogEuclidean"])
+def test_egrad2rgrad_is_the_riesz_representer(name, power):
+    if name == "SPDLogEuclidean" and power != 0.0:
+        pytest.skip("no power argument")
+    m = make(name) if name == "SPDLogEuclidean" else make(name, power=power)
+    x = spd((3,), seed=6)
+    g = torch.randn(3, 5, 5, dtype=F64, generator=torch.Generator().manual_seed(0))
+    v = sym(torch.randn(3, 5, 5, dtype=F64, generator=torch.Generator().manual_seed(1)))
+    r = m.egrad2rgrad(x, g)
+    torch.testing.assert_close(m.inner(x, r, v), (sym(g) * v).sum((-1, -2)), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["SPDAffineInvariant", "SPDLogCholesky", "SPDBuresWasserstein"])
+def test_power_deformation_is_the_scaled_pullback(name):
+    x, y = spd((3,), seed=7), spd((3,), seed=8)
+    theta = 0.6
+    plain = make(name)
+    powered = make(name, power=theta)
+    xp, yp = riemtorch.linalg.powm(x, theta), riemtorch.linalg.powm(y, theta)
+    torch.testing.assert_close(powered.dist(x, y), plain.dist(xp, yp) / theta)
+    torch.testing.assert_close(riemtorch.linalg.powm(powered.frechet_mean(torch.stack([x, y])),
+                                                     theta),
+                               plain.frechet_mean(torch.stack([xp, yp])))
+
+
+@pytest.mark.parametrize("name, scale", [("SPDAffineInvariant", 1.0), ("SPDBuresWasserstein", 0.5),
+                                         ("SPDLogCholesky", None)])
+def test_power_tends_to_the_log_euclidean_limit(name, scale):
+    x, y = spd((3,), seed=9), spd((3,), seed=10)
+    limit = make(name, power=0.0)
+    small = make(name, power=1e-5)
+    torch.testing.assert_close(small.dist(x, y), limit.dist(x, y), rtol=1e-4, atol=0)
+    u = limit.logmap(x, y)
+    torch.testing.assert_close(small.logmap(x, y), u, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(small.expmap(x, u), limit.expmap(x, u), rtol=1e-4, atol=1e-4)
+    lem = riemtorch.SPDLogEuclidean()
+    if scale is not None:
+        torch.testing.assert_close(limit.dist(x, y), scale * lem.dist(x, y))
+    torch.testing.assert_close(limit.expmap(x, u), y)
+    torch.testing.assert_close(limit.frechet_mean(torch.stack([x, y])),
+                               lem.frechet_mean(torch.stack([x, y])))
+
+
+def test_random_has_the_requested_condition_number():
+    x = spd((5,), n=8, cond=1e6)
+    lam = torch.linalg.eigvalsh(x)
+    torch.testing.assert_close(lam[:, -1] / lam[:, 0], torch.full((5,), 1e6, dtype=F64),
+                               rtol=1e-6, atol=0)
+    assert riemtorch.SPDAffineInvariant().check_point(x)[0]
+
+
+@pytest.mark.parametrize("name", ["SPDAffineInvariant", "SPDLogEuclidean", "SPDLogCholesky",
+                                  "SPDBuresWasserstein", "SPDGeneralizedBuresWasserstein"])
+def test_frechet_mean_is_batched_and_weighted(name):
+    m = make(name)
+    x = spd((2, 6), seed=12)
+    w = torch.rand(2, 6, dtype=F64, generator=torch.Generator().manual_seed(2)) + 0.1
+    mean = m.frechet_mean(x, weights=w, dim=1)
+    assert mean.shape == (2, 5, 5)
+    for i in range(2):
+        torch.testing.assert_close(mean[i], m.frechet_mean(x[i], weights=w[i]))
+    kept = m.frechet_mean(x.transpose(0, 1), weights=w.T, dim=0, keepdim=True)
+    torch.testing.assert_close(kept[0], mean)
+    var = m.frechet_variance(x, mean, weights=w, dim=1)
+    torch.testing.assert_close(var, (w / w.sum(1, keepdim=True) * m.dist2(mean[:, None], x)).sum(1))
+
+
+@pytest.mark.parametrize("name", ["SPDAffineInvariant", "SPDBuresWasserstein"])
+def test_iterative_means_are_differentiable(name):
+    m = make(name)
+    x = spd((3,), n=2, seed=13).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: m.frechet_mean(sym(a), tol=1e-13), (x,))
+
+
+def test_bures_wasserstein_transport_is_parallel_between_commuting_matrices():
+    q = torch.linalg.qr(torch.randn(5, 5, dtype=F64, generator=torch.Generator().manual_seed(3)))[0]
+    s, t = torch.tensor([0.5, 1, 2, 3, 4], dtype=F64), torch.tensor([2, 0.3, 1, 5, 1], dtype=F64)
+    x, y = q @ torch.diag(s) @ q.T, q @ torch.diag(t) @ q.T
+    v = sym(torch.randn(5, 5, dtype=F64, generator=torch.Generator().manual_seed(4)))
+    factor = ((t[:, None] + t[None]) / (s[:, None] + s[None])).sqrt()
+    expected = q @ (factor * (q.T @ v @ q)) @ q.T
+    torch.testing.assert_close(riemtorch.SPDBuresWasserstein().transp(x, y, v), expected)
+
+
+def test_generalized_bures_wasserstein_metric_matrix_is_module_state():
+    metric = spd((), seed=14)
+    fixed = riemtorch.SPDGeneralizedBuresWasserstein(metric)
+    assert "M" in dict(fixed.named_buffers())
+    assert fixed.to(torch.float32).M.dtype == torch.float32
+    learnable = riemtorch.SPDGeneralizedBuresWasserstein(metric, learnable=True)
+    assert isinstance(learnable.M, riemtorch.ManifoldParameter)
+    assert "M" in learnable.state_dict()
+    x, y = spd((3,), seed=15), spd((3,), seed=16)
+    learnable.dist(x, y).sum().backward()
+    assert learnable.M.grad is not None and all_finite(learnable.M.grad)
+    ident = riemtorch.SPDGeneralizedBuresWasserstein(torch.eye(5, dtype=F64))
+    torch.testing.assert_close(ident.dist(x, y), riemtorch.SPDBuresWasserstein().dist(x, y))
+
+
+def test_bad_input_raises_clear_errors():
+    m = riemtorch.SPDAffineInvariant()
+    x = spd((2,))
+    with pytest.raises(ValueError, match="symmetric"):
+        m.dist(x + torch.triu(torch.ones(5, 5, dtype=F64), 1), x)
+    with pytest.raises(ValueError, match="positive definite"):
+        m.dist(-x, x)
+    with pytest.raises(TypeError):
+        m.dist(x.to(torch.int64), x)
+    with pytest.raises(ValueError, match="n, n"):
+        m.dist(torch.ones(2, 3, 4, dtype=F64), x)
+    with pytest.raises(ValueError, match="power"):
+        riemtorch.SPDBuresWasserstein(power=-1.0)
+    with pytest.raises(ValueError, match="cond"):
+        m.random(n=3, cond=0.5)
+    ok, reason = m.check_point(-x)
+    assert not ok and "positive definite" in reason
