@@ -122,14 +122,14 @@ class Stereographic(Manifold):
 
     # ---- maps --------------------------------------------------------------------------------
     def expmap(self, x, u):
-        return self.projx(sm.expmap(x, u, k=self._k(x)))
+        return sm.expmap(x, u, k=self._k(x), project=True)
 
     def logmap(self, x, y):
         return sm.logmap(x, y, k=self._k(x))
 
     def expmap0(self, u):
         """Exponential map at the origin."""
-        return self.projx(sm.expmap0(u, k=self._k(u)))
+        return sm.expmap0(u, k=self._k(u), project=True)
 
     def logmap0(self, y):
         """Logarithm at the origin."""
@@ -149,7 +149,7 @@ class Stereographic(Manifold):
     # ---- gyro structure ----------------------------------------------------------------------
     def gyroadd(self, x, y):
         """Möbius addition ``x ⊕ y``."""
-        return self.projx(sm.mobius_add(x, y, k=self._k(x)))
+        return sm.mobius_add(x, y, k=self._k(x), project=True)
 
     def gyroinv(self, x):
         """Gyro inverse ``⊖x = -x``."""
@@ -159,7 +159,7 @@ class Stereographic(Manifold):
         """Möbius scalar multiplication ``t ⊗ x``; ``t`` a number or a tensor over the batch."""
         if isinstance(t, torch.Tensor):
             t = t.to(x.dtype).reshape(t.shape + (1,))
-        return self.projx(sm.mobius_scalar_mul(t, x, k=self._k(x)))
+        return sm.mobius_scalar_mul(t, x, k=self._k(x), project=True)
 
     def gyration(self, x, y, z):
         """Gyration ``gyr[x, y] z``."""

@@ -22,7 +22,7 @@ the origin is then about ``12.2 / sqrt(-k)`` in float32 and ``23.7 / sqrt(-k)`` 
 
 import torch
 
-from riemtorch.linalg.safe import safe_norm
+from riemtorch.linalg.safe import safe_norm, safe_sqrt
 
 __all__ = [
     "tan_k", "artan_k", "arsin_k", "lambda_x", "inner", "norm", "mobius_add", "mobius_sub",
@@ -135,15 +135,22 @@ def _mobius_den(x2, y2, xy, k):
     return ((1 - k * xy) ** 2 + k * k * lagrange).clamp_min(torch.finfo(x2.dtype).tiny)
 
 
-def mobius_add(x, y, *, k):
+def _add_coefs(x2, y2, xy, k):
+    """``(a, b)`` with ``x ⊕ y = a x + b y``, from ``|x|^2``, ``|y|^2`` and ``<x, y>``."""
+    den = _mobius_den(x2, y2, xy, k)
+    return (1 - 2 * k * xy - k * y2) / den, (1 + k * x2) / den
+
+
+def mobius_add(x, y, *, k, project=False):
     """Möbius addition ``x ⊕_k y``.
 
-    ``((1 - 2k<x,y> - k|y|^2) x + (1 + k|x|^2) y) / (1 - 2k<x,y> + k^2 |x|^2 |y|^2)``.
+    ``((1 - 2k<x,y> - k|y|^2) x + (1 + k|x|^2) y) / (1 - 2k<x,y> + k^2 |x|^2 |y|^2)``;
+    with ``project=True`` the result goes through :func:`project`.
     """
     k = _as_k(k, x)
-    x2, y2, xy = _dot(x, x), _dot(y, y), _dot(x, y)
-    num = (1 - 2 * k * xy - k * y2) * x + (1 + k * x2) * y
-    return num / _mobius_den(x2, y2, xy, k)
+    a, b = _add_coefs(_dot(x, x), _dot(y, y), _dot(x, y), k)
+    out = torch.addcmul(a * x, b, y)
+    return _project(out, k) if project else out
 
 
 def mobius_sub(x, y, *, k):
@@ -151,10 +158,11 @@ def mobius_sub(x, y, *, k):
     return mobius_add(x, -y, k=k)
 
 
-def expmap0(u, *, k):
+def expmap0(u, *, k, project=False):
     """Exponential map at the origin: ``tan_k(|u|) u / |u|``."""
     k = _as_k(k, u)
-    return tan_ratio(safe_norm(u, keepdim=True), k) * u
+    out = tan_ratio(safe_norm(u, keepdim=True), k) * u
+    return _project(out, k) if project else out
 
 
 def logmap0(y, *, k):
@@ -163,12 +171,12 @@ def logmap0(y, *, k):
     return artan_ratio(safe_norm(y, keepdim=True), k) * y
 
 
-def mobius_scalar_mul(r, x, *, k):
+def mobius_scalar_mul(r, x, *, k, project=False):
     """``r ⊗_k x = tan_k(r artan_k(|x|)) x / |x| = expmap0(r logmap0(x))``.
 
     ``r`` is a number or a tensor broadcastable with ``(..., 1)``.
     """
-    return expmap0(r * logmap0(x, k=k), k=k)
+    return expmap0(r * logmap0(x, k=k), k=k, project=project)
 
 
 def gyration(a, b, w, *, k):
@@ -179,39 +187,57 @@ def gyration(a, b, w, *, k):
     and ``D = 1 - 2k<a,b> + k^2 |a|^2 |b|^2``.
     """
     k = _as_k(k, w)
-    a2, b2, ab = _dot(a, a), _dot(b, b), _dot(a, b)
-    aw, bw = _dot(a, w), _dot(b, w)
+    coef_a, coef_b = _gyration_coefs(_dot(a, a), _dot(b, b), _dot(a, b), _dot(a, w), _dot(b, w), k)
+    return torch.addcmul(torch.addcmul(w, coef_a, a), coef_b, b)
+
+
+def _gyration_coefs(a2, b2, ab, aw, bw, k):
+    """``(A', B')`` with ``gyr[a, b] w = w + A' a + B' b``."""
     kk = k * k
-    coef_a = -kk * aw * b2 - k * bw + 2 * kk * ab * bw
-    coef_b = -kk * bw * a2 + k * aw
-    return w + 2 * (coef_a * a + coef_b * b) / _mobius_den(a2, b2, ab, k)
+    scale = 2 / _mobius_den(a2, b2, ab, k)
+    coef_a = (-kk * aw * b2 - k * bw + 2 * kk * ab * bw) * scale
+    coef_b = (-kk * bw * a2 + k * aw) * scale
+    return coef_a, coef_b
 
 
 def project(x, *, k, margin=None):
     """Keep points strictly inside the ball for ``k < 0``: radial clipping to
     ``sqrt(-k)|x| <= 1 - margin`` (default :func:`ball_margin`); the identity for ``k >= 0``."""
-    k = _as_k(k, x)
+    return _project(x, _as_k(k, x), margin)
+
+
+def _project(x, k, margin=None):
     margin = ball_margin(x.dtype) if margin is None else margin
     ball = k < 0
     max_norm = (1 - margin) / torch.where(ball, -k, torch.ones_like(k)).sqrt()
     n = safe_norm(x, keepdim=True)
-    return torch.where(ball & (n > max_norm), x * (max_norm / n), x)
+    return x * torch.where(ball & (n > max_norm), max_norm / n, 1.0)
 
 
-def expmap(x, u, *, k):
-    """``Exp_x(u) = x ⊕ tan_k(lambda_x |u| / 2) u / |u|`` (not projected)."""
+def expmap(x, u, *, k, project=False):
+    """``Exp_x(u) = x ⊕ tan_k(lambda_x |u| / 2) u / |u|``."""
     k = _as_k(k, x)
-    half = lambda_x(x, k, keepdim=True) / 2
-    step = half * tan_ratio(half * safe_norm(u, keepdim=True), k) * u
-    return mobius_add(x, step, k=k)
+    x2, u2, xu = _dot(x, x), _dot(u, u), _dot(x, u)
+    half = 1 / (1 + k * x2).clamp_min(torch.finfo(x.dtype).tiny)  # lambda_x / 2
+    c = half * tan_ratio(half * safe_sqrt(u2), k)  # the step is c u
+    a, b = _add_coefs(x2, c * c * u2, c * xu, k)
+    out = torch.addcmul(a * x, b * c, u)
+    return _project(out, k) if project else out
 
 
 def logmap(x, y, *, k):
-    """``Log_x(y) = (2 / lambda_x) artan_k(|w|) w / |w|`` with ``w = (-x) ⊕ y``."""
+    """``Log_x(y) = (2 / lambda_x) artan_k(|w|) w / |w|`` with ``w = (-x) ⊕ y``.
+
+    ``|w|`` is evaluated as ``|x - y| / sqrt(D)`` (``D`` the Möbius denominator), which keeps
+    its digits for nearby points.
+    """
     k = _as_k(k, x)
-    w = mobius_add(-x, y, k=k)
-    scale = 2 / lambda_x(x, k, keepdim=True)
-    return scale * artan_ratio(safe_norm(w, keepdim=True), k) * w
+    x2, y2, xy = _dot(x, x), _dot(y, y), _dot(x, y)
+    den = _mobius_den(x2, y2, -xy, k)
+    w_norm = safe_norm(x - y, keepdim=True) / den.sqrt()
+    # (2 / lambda_x) artan_k(|w|) / |w|, divided by D to turn the numerator of w into w.
+    scale = (1 + k * x2) * artan_ratio(w_norm, k) / den
+    return torch.addcmul((scale * (1 + k * x2)) * y, scale * (k * y2 - 1 - 2 * k * xy), x)
 
 
 def dist(x, y, *, k, keepdim=False):
@@ -246,5 +272,7 @@ def dist0(x, *, k, keepdim=False):
 def parallel_transport(x, y, v, *, k):
     """Parallel transport along the geodesic: ``(lambda_x / lambda_y) gyr[y, -x] v``."""
     k = _as_k(k, x)
-    ratio = lambda_x(x, k, keepdim=True) / lambda_x(y, k, keepdim=True)
-    return ratio * gyration(y, -x, v, k=k)
+    x2, y2, xy = _dot(x, x), _dot(y, y), _dot(x, y)
+    ratio = (1 + k * y2) / (1 + k * x2).clamp_min(torch.finfo(x.dtype).tiny)
+    coef_y, coef_x = _gyration_coefs(y2, x2, -xy, _dot(y, v), -_dot(x, v), k)
+    return torch.addcmul(torch.addcmul(ratio * v, ratio * coef_y, y), -ratio * coef_x, x)
