@@ -121,6 +121,10 @@ def test_gradients_are_finite_at_coincident_points_and_pass_gradcheck():
     z = x.clone().requires_grad_(True)
     m.dist2(x, z).sum().backward()
     assert bool(torch.isfinite(z.grad).all()) and float(z.grad.abs().max()) < 1e-12
+    e = m.origin(2, n=5, p=2, dtype=F64)
+    z = e.clone().requires_grad_(True)
+    m.dist(e, z).sum().backward()
+    assert bool(torch.isfinite(z.grad).all())
     z = x.clone().requires_grad_(True)
     m.logmap(x, z).square().sum().backward()
     assert bool(torch.isfinite(z.grad).all())

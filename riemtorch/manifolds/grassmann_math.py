@@ -21,7 +21,7 @@ subspaces (eigenvalues ``sin^2 theta`` of ``P^T P = I - M^T M``):
 
 import torch
 
-from riemtorch.linalg.symmetric import apply_spectral, sym
+from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
 from riemtorch.manifolds.spectral_funcs import (
     ASIN_SQ,
     COS_SQRT,
@@ -94,8 +94,10 @@ def grassmann_dist2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     to full relative precision; the gradient is finite at ``x = y``.
     """
     _, p = _angles_frame(x, y)
-    (sq,) = apply_spectral(_gram(p), (ASIN_SQ,))
-    return sq.diagonal(dim1=-2, dim2=-1).sum(-1)
+    gram = _gram(p)
+    # Only eigenvalues: their gradient u_i u_i^T needs no eigenvalue gaps.
+    sines = torch.linalg.eigvalsh(gram.to(working_dtype(gram.dtype)))
+    return ASIN_SQ.f(sines).sum(-1).to(gram.dtype)
 
 
 def grassmann_transp(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,15 @@ def _log_factor_slope(s: torch.Tensor) -> torch.Tensor:
     return torch.where(s < 1e-3, series, direct)
 
 
-ASIN_SQ = SpectralFunction(lambda s: torch.asin(_root(s).clamp_max(1)) ** 2, _log_factor)
+def _asin_sq(s: torch.Tensor) -> torch.Tensor:
+    # Series near 0 so that autograd through this function is finite at s = 0.
+    s = s.clamp(0, 1)
+    small = s < 1e-6
+    safe = torch.where(small, torch.full_like(s, 0.5), s)
+    return torch.where(small, s + s * s / 3, torch.asin(safe.sqrt()) ** 2)
+
+
+ASIN_SQ = SpectralFunction(_asin_sq, _log_factor)
 """``theta^2 = asin(sqrt(s))^2``: squared principal angle from ``s = sin^2 theta``."""
 
 LOG_FACTOR = SpectralFunction(_log_factor, _log_factor_slope)
