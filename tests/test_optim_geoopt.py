@@ -145,13 +145,44 @@ def test_first_momentum_step_is_tangent_unlike_geoopt():
     assert sphere.check_vector(x.detach(), opt.state[x]["momentum_buffer"])[0]
 
 
-def _stiefel_pairs():
-    stiefel = getattr(riemtorch, "Stiefel", None)
-    if stiefel is None:
-        pytest.skip("riemtorch has no Stiefel manifold")
-    return stiefel
+def _need_riemtorch(name):
+    manifold = getattr(riemtorch, name, None)
+    if manifold is None:
+        pytest.skip(f"riemtorch has no {name}")
+    return manifold
 
 
 def _stiefel_points(shapes, seed=3):
     g = torch.Generator().manual_seed(seed)
     return [torch.linalg.qr(torch.randn(*s, dtype=DT, generator=g))[0] for s in shapes]
+
+
+STIEFEL_SHAPES = [(6, 3), (2, 6, 3), (6, 3), (5, 5)]
+
+
+def _stiefel_case(metric, retraction, geoopt_manifold):
+    stiefel = _need_riemtorch("Stiefel")(metric=metric, retraction=retraction)
+    ours = [riemtorch.ManifoldParameter(x, stiefel) for x in _stiefel_points(STIEFEL_SHAPES)]
+    theirs = [geoopt.ManifoldParameter(x, manifold=geoopt_manifold)
+              for x in _stiefel_points(STIEFEL_SHAPES)]
+    return ours, theirs, _targets(STIEFEL_SHAPES)
+
+
+@pytest.mark.parametrize("config", ADAM[:3])
+@pytest.mark.parametrize("exact", [False, True])
+def test_adam_on_euclidean_stiefel_matches_geoopt(config, exact):
+    # geoopt's EuclideanStiefel: QR retraction, projection transport; its Exact variant
+    # moves by the exponential map of the Euclidean metric
+    manifold = geoopt.EuclideanStiefelExact() if exact else geoopt.EuclideanStiefel()
+    ours, theirs, targets = _stiefel_case("euclidean", "qr", manifold)
+    opt = RiemannianAdam(ours, retraction="expmap" if exact else "retr", **config)
+    _assert_paths_close(_trajectory(opt, ours, targets, 20),
+                        _trajectory(geoopt.optim.RiemannianAdam(theirs, **config), theirs,
+                                    targets, 20))
+
+
+def test_sgd_with_momentum_on_euclidean_stiefel_matches_geoopt():
+    ours, theirs, targets = _stiefel_case("euclidean", "qr", geoopt.EuclideanStiefel())
+    _assert_paths_close(*_sgd_momentum_paths(ours, theirs, targets,
+                                             dict(lr=0.01, momentum=0.9, nesterov=True)))
+
