@@ -116,3 +116,48 @@ def test_grassmann_rayleigh_quotient_finds_top_eigenspace(retraction, case):
     opt, sched = make(params, lr)
     _minimise(params, loss, opt, steps, sched)
     assert _top_eigenspace_error(params, mats) < tol
+
+
+def _spd_samples(count=8, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(count, n, n, dtype=DT, generator=g)
+    return a @ a.transpose(-1, -2) / n + 0.3 * torch.eye(n, dtype=DT)
+
+
+def _fit_mean(manifold, samples, opt_factory, steps):
+    m = riemtorch.ManifoldParameter(torch.eye(samples.shape[-1], dtype=DT), manifold)
+    opt = opt_factory([m])
+    # half the mean squared distance: its Riemannian gradient is -mean Log_M(P_i), so SGD with
+    # lr = 1 and the exponential map is the Karcher flow
+    _minimise([m], lambda: 0.5 * manifold.dist2(m, samples).mean(), opt, steps)
+    return m.detach()
+
+
+def test_spd_affine_invariant_frechet_mean_by_optimisation():
+    reference = pytest.importorskip("pyriemann.geometry.mean")
+    manifold = _need("SPDAffineInvariant")()
+    samples = _spd_samples()
+    mean = _fit_mean(manifold, samples, lambda ps: RiemannianSGD(ps, lr=1.0, retraction="expmap"),
+                     25)
+    expected = torch.as_tensor(reference.mean_riemann(samples.numpy(), tol=1e-14))
+    torch.testing.assert_close(mean, expected, rtol=0, atol=1e-9)
+    torch.testing.assert_close(mean, manifold.frechet_mean(samples), rtol=0, atol=1e-9)
+
+
+def test_spd_bures_wasserstein_frechet_mean_with_momentum():
+    reference = pytest.importorskip("pyriemann.geometry.mean")
+    manifold = _need("SPDBuresWasserstein")()
+    samples = _spd_samples(seed=2)
+    mean = _fit_mean(manifold, samples, lambda ps: RiemannianSGD(ps, lr=0.7, momentum=0.2), 40)
+    expected = torch.as_tensor(reference.mean_wasserstein(samples.numpy(), tol=1e-14))
+    torch.testing.assert_close(mean, expected, rtol=0, atol=1e-8)
+
+
+def test_spd_log_euclidean_frechet_mean_is_the_closed_form():
+    manifold = _need("SPDLogEuclidean")()
+    samples = _spd_samples(seed=1)
+    mean = _fit_mean(manifold, samples, lambda ps: RiemannianSGD(ps, lr=1.0), 30)
+    lam, vec = torch.linalg.eigh(samples)
+    log_mean = (vec * lam.log()[..., None, :] @ vec.transpose(-1, -2)).mean(0)
+    lam, vec = torch.linalg.eigh(log_mean)
+    torch.testing.assert_close(mean, vec * lam.exp() @ vec.T, rtol=0, atol=1e-9)
