@@ -19,7 +19,7 @@ import torch
 
 from riemtorch.linalg import spectral
 from riemtorch.linalg.symmetric import apply_spectral, sym
-from riemtorch.manifolds.spectral_funcs import ACOS_OVER_SIN, COS_SQRT, SINC_SQRT
+from riemtorch.manifolds.spectral_funcs import ACOS_OVER_SIN
 
 __all__ = [
     "skew",
@@ -29,7 +29,6 @@ __all__ = [
     "stiefel_expmap",
     "stiefel_logmap",
     "skew_logm",
-    "skew_expm",
 ]
 
 
@@ -79,17 +78,6 @@ def cayley_transform(x: torch.Tensor, w_left: torch.Tensor, w_right: torch.Tenso
     return x + u + 0.5 * (w_left @ torch.linalg.solve(small, rhs))
 
 
-def skew_expm(k: torch.Tensor) -> torch.Tensor:
-    """Exponential of skew-symmetric ``(..., m, m)`` matrices, a rotation.
-
-    ``expm(K) = cos(sqrt(K^T K)) + K sinc(sqrt(K^T K))`` (both functions of ``K^T K``, which
-    commutes with ``K``): one symmetric ``eigh`` instead of a Pade/Taylor scaling and squaring,
-    orthogonal to rounding, with the finite Daleckii-Krein backward.
-    """
-    cos, sinc = apply_spectral(sym(k.transpose(-1, -2) @ k), (COS_SQRT, SINC_SQRT))
-    return cos + k @ sinc
-
-
 def _block(a, b, c, d):
     return torch.cat((torch.cat((a, b), -1), torch.cat((c, d), -1)), -2)
 
@@ -99,6 +87,16 @@ def _normal_qr(x, u):
     a = x.transpose(-1, -2) @ u
     q, b = torch.linalg.qr(u - x @ a)
     return a, q, b
+
+
+def _euclidean_expmap(x, u):
+    """Edelman et al.'s form ``[X, U] expm([[A, -U^T U], [I, A]]) [expm(-A); 0]``: no QR."""
+    p = x.shape[-1]
+    a = skew(x.transpose(-1, -2) @ u)
+    eye = torch.eye(p, dtype=x.dtype, device=x.device).expand_as(a)
+    gen = _block(a, -(u.transpose(-1, -2) @ u), eye, a)
+    first = torch.linalg.matrix_exp(gen)[..., :p] @ torch.linalg.matrix_exp(-a)
+    return x @ first[..., :p, :] + u @ first[..., p:, :]
 
 
 def stiefel_expmap(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tensor:
@@ -120,14 +118,16 @@ def stiefel_expmap(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tenso
     """
     x, u = torch.broadcast_tensors(x, u)
     p = x.shape[-1]
+    if beta == 1.0:
+        return _euclidean_expmap(x, u)
     a, q, b = _normal_qr(x, u)
     a = skew(a)
     k = b.shape[-2]
     gen = _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(b[..., :k]))
-    first = skew_expm(gen)[..., :p]
+    first = torch.linalg.matrix_exp(gen)[..., :p]
     y = x @ first[..., :p, :] + q @ first[..., p:, :]
     if beta != 0.5:
-        y = y @ skew_expm((1 - 2 * beta) * a)
+        y = y @ torch.linalg.matrix_exp((1 - 2 * beta) * a)
     return y
 
 
@@ -190,7 +190,7 @@ def _completion_iteration(w, perp, beta, a_hat, tol, max_iter):
     p = w.shape[-1]
     tau = 2.0 * beta - 1.0
     for _ in range(max_iter):
-        first = w @ skew_expm(tau * a_hat) if tau != 0 else w
+        first = w @ torch.linalg.matrix_exp(tau * a_hat) if tau != 0 else w
         log_v = skew_logm(torch.cat((first, perp), -1))
         a = log_v[..., :p, :p] / (2.0 * beta)
         b = log_v[..., p:, :p]
@@ -198,9 +198,9 @@ def _completion_iteration(w, perp, beta, a_hat, tol, max_iter):
         residual = torch.linalg.matrix_norm(c) + abs(tau) * torch.linalg.matrix_norm(a - a_hat)
         if residual.numel() == 0 or bool(residual.amax() <= tol):
             break
-        perp = perp @ skew_expm(_lyapunov_step(b, c))
+        perp = perp @ torch.linalg.matrix_exp(_lyapunov_step(b, c))
         if tau != 0:
-            rot = skew_expm(tau * a)
+            rot = torch.linalg.matrix_exp(tau * a)
             a_hat = a + tau * rot @ (a - a_hat) @ rot.transpose(-1, -2)
     return a, b, perp, residual
 
