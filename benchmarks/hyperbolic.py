@@ -80,18 +80,19 @@ def lorentz_ops(m, x, y, u, gyro=True):
     return ops
 
 
-def time_all(ops):
-    return {name: median_ms(fn) for name, fn in ops.items()}
-
-
-def safe_time(ops):
-    """Time the peer's operations; one that raises is reported as missing."""
-    out = {}
-    for name, fn in ops.items():
-        try:
-            out[name] = median_ms(fn)
-        except Exception as err:  # a peer's failure must not stop the comparison
-            print(f"peer {name} failed: {type(err).__name__}: {err}")
+def time_pairs(ours, *peers):
+    """Median ms of every operation, ours and the peers' timed back to back per operation so
+    that drifting machine load affects both alike. A peer operation that raises is missing."""
+    out = [{} for _ in (ours, *peers)]
+    for name, fn in ours.items():
+        out[0][name] = median_ms(fn)
+        for i, peer in enumerate(peers, start=1):
+            if name not in peer:
+                continue
+            try:
+                out[i][name] = median_ms(peer[name])
+            except Exception as err:  # a peer's failure must not stop the comparison
+                print(f"peer {name} failed: {type(err).__name__}: {err}")
     return out
 
 
@@ -108,10 +109,10 @@ def main():
         x = ball.random(BATCH, n=DIM, dtype=dtype, generator=g)
         y = ball.random(BATCH, n=DIM, dtype=dtype, generator=g)
         u = 0.3 * torch.randn(BATCH, DIM, dtype=dtype, generator=g)
-        ours = time_all(ball_ops(ball, x, y, u))
-        ref = safe_time(geoopt_ball_ops(geoopt.PoincareBall(torch.tensor(1.0, dtype=dtype)),
-                                        x, y, u))
-        hyp = safe_time(hypll_ball_ops(dtype, x, y, u))
+        ours, ref, hyp = time_pairs(
+            ball_ops(ball, x, y, u),
+            geoopt_ball_ops(geoopt.PoincareBall(torch.tensor(1.0, dtype=dtype)), x, y, u),
+            hypll_ball_ops(dtype, x, y, u))
         columns = ["op", "riemtorch ms", "geoopt ms", "geoopt / riemtorch"]
         if hyp:
             columns += ["hypll ms", "hypll / riemtorch"]
@@ -127,9 +128,9 @@ def main():
         x = lor.random(BATCH, n=DIM + 1, dtype=dtype, generator=g)
         y = lor.random(BATCH, n=DIM + 1, dtype=dtype, generator=g)
         u = lor.proju(x, 0.3 * torch.randn(BATCH, DIM + 1, dtype=dtype, generator=g))
-        ours = time_all(lorentz_ops(lor, x, y, u))
-        ref = safe_time(lorentz_ops(geoopt.Lorentz(torch.tensor(1.0, dtype=dtype)), x, y, u,
-                                    gyro=False))
+        ours, ref = time_pairs(
+            lorentz_ops(lor, x, y, u),
+            lorentz_ops(geoopt.Lorentz(torch.tensor(1.0, dtype=dtype)), x, y, u, gyro=False))
         rows = [[name, t, ref.get(name), ratio(ref.get(name), t)] for name, t in ours.items()]
         print_table(f"Lorentz (k = 1), {BATCH} x {DIM + 1}, {str(dtype)[6:]} "
                     "(geoopt has no gyroaddition on the hyperboloid)",

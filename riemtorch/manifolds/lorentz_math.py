@@ -76,10 +76,11 @@ def _asinh_ratio(r):
 def _chord2(x, y, k):
     """``<x - y, x - y>_L`` (>= 0) from whichever form has the smaller rounding error."""
     diff = x - y
-    via_diff = minkowski_inner(diff, diff, keepdim=True)
+    diff2 = diff.square().sum(-1, keepdim=True)
+    via_diff = diff2 - 2 * diff[..., :1].square()
     via_inner = -2 * k - 2 * minkowski_inner(x, y, keepdim=True)
     # Rounding errors: ~eps |x - y|^2 (difference form) and ~eps x_0 y_0 (inner product form).
-    use_diff = diff.square().sum(-1, keepdim=True) < 4 * x[..., :1] * y[..., :1]
+    use_diff = diff2 < 4 * x[..., :1] * y[..., :1]
     return torch.where(use_diff, via_diff, via_inner).clamp_min(0)
 
 
