@@ -199,3 +199,15 @@ def test_bad_input_raises_clear_errors():
         m.random(n=3, cond=0.5)
     ok, reason = m.check_point(-x)
     assert not ok and "positive definite" in reason
+
+
+def test_bures_wasserstein_transport_backward_is_exact_and_finite_at_identity():
+    m = riemtorch.SPDBuresWasserstein()
+    x, y = spd((2,), n=3, seed=17), spd((2,), n=3, seed=18)
+    v = sym(torch.randn(2, 3, 3, dtype=F64, generator=torch.Generator().manual_seed(5)))
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: m.transp(sym(a), sym(b), v), (x, y))
+    eye = torch.eye(3, dtype=F64).expand(2, 3, 3).clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.uncenter(v, eye).sum(), (eye,))
+    assert all_finite(grad)

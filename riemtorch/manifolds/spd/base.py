@@ -111,6 +111,7 @@ class SPDManifold(Manifold):
         return float(t)
 
     def inner(self, x, u, v=None, keepdim: bool = False):
+        common.check_matrices(x, "point")
         common.check_matrices(u, "tangent vector")
         v = u if v is None else v
         common.check_matrices(v, "tangent vector")
@@ -206,6 +207,40 @@ class SPDManifold(Manifold):
         else:
             out = self._phi_inv(self._geodesic(self._phi(x), self._phi(y), t))
         return out.to(dtype)
+
+    def center(self, x, mean):
+        """``Log_mean(x)`` transported to the identity.
+
+        Through ``phi`` only (no differential of ``phi``): ``log X - log M`` for ``power = 0``,
+        ``center_1(X^theta, M^theta) / theta`` for the undeformed ``center_1`` otherwise (the
+        differential of ``X^theta`` at the identity is ``theta`` times the identity).
+        """
+        dtype, (x, mean) = self._points(x, mean)
+        if self.power == 0:
+            out = self._phi(x) - self._phi(mean)
+        elif self.power == 1:
+            out = self._center(x, mean)
+        else:
+            out = self._center(self._phi(x), self._phi(mean)) / self.power
+        return out.to(dtype)
+
+    def uncenter(self, u, point):
+        """Inverse of :meth:`center`: ``Exp_point`` of ``u`` transported from the identity."""
+        common.check_matrices(u, "tangent vector")
+        dtype, (point, u) = self._points(point, u)
+        if self.power == 0:
+            out = self._phi_inv(self._phi(point) + u)
+        elif self.power == 1:
+            out = self._uncenter(u, point)
+        else:
+            out = self._phi_inv(self._uncenter(self.power * u, self._phi(point)))
+        return out.to(dtype)
+
+    def _center(self, x, mean):
+        return self._transp(mean, self.origin_like(mean), self._log(mean, x))
+
+    def _uncenter(self, u, point):
+        return self._exp(point, self._transp(self.origin_like(point), point, u))
 
     def frechet_mean(self, x, weights=None, dim: int = 0, keepdim: bool = False,
                      tol: Optional[float] = None, max_iter: int = 100):

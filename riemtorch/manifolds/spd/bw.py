@@ -64,12 +64,55 @@ def bw_geodesic(x, y, t):
     return sym((1 - t) ** 2 * x + t ** 2 * y + t * (1 - t) * (r + r.transpose(-1, -2)))
 
 
+def _half_sum_power_dd(lam, exponent):
+    """``D_abc = (k(s_b, s_c) - k(s_a, s_c)) / (s_b - s_a)`` for ``k(a, b) = ((a + b) / 2)^e``,
+    the derivative on ties; shape ``(..., n, n, n)``, free of cancellation."""
+    first = 0.5 * (lam[..., :, None, None] + lam[..., None, None, :])
+    second = 0.5 * (lam[..., None, :, None] + lam[..., None, None, :])
+    lo, hi = torch.minimum(first, second), torch.maximum(first, second)
+    x = (hi - lo) / lo
+    tie = x == 0
+    safe_x = torch.where(tie, torch.ones_like(x), x)
+    ratio = torch.where(tie, torch.full_like(x, exponent),
+                        torch.expm1(exponent * torch.log1p(safe_x)) / safe_x)
+    return 0.5 * lo.pow(exponent - 1.0) * ratio
+
+
+class _KernelInEigenbasis(torch.autograd.Function):
+    """``U (((s_i + s_j) / 2)^e o (U^T V U)) U^T`` for ``X = U diag(s) U^T``.
+
+    The backward differentiates the eigenvectors analytically: the divided differences of the
+    kernel replace the ``1 / (s_i - s_j)`` of plain ``eigh`` autograd, so gradients are finite
+    at repeated eigenvalues (the identity in particular).
+    """
+
+    @staticmethod
+    def forward(ctx, x, v, exponent):
+        lam, u = torch.linalg.eigh(x)
+        ut = u.transpose(-1, -2)
+        kernel = (0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2))).pow(exponent)
+        vt = ut @ v @ u
+        ctx.exponent = exponent
+        ctx.save_for_backward(lam, u, vt, kernel)
+        return sym(u @ (kernel * vt) @ ut)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        lam, u, vt, kernel = ctx.saved_tensors
+        ut = u.transpose(-1, -2)
+        gt = ut @ sym(grad) @ u
+        grad_v = sym(u @ (kernel * gt) @ ut)
+        dd = _half_sum_power_dd(lam, ctx.exponent)
+        gp = (torch.einsum("...aj,...abj,...bj->...ab", gt, dd, vt)
+              + torch.einsum("...ib,...ia,...abi->...ab", gt, vt, dd))
+        return sym(u @ sym(gp) @ ut), grad_v, None
+
+
 def _scale_in_eigenbasis(x, v, exponent):
     """``U (V~_ij ((s_i + s_j) / 2)^exponent) U^T`` with ``X = U diag(s) U^T``, ``V~ = U^T V U``."""
-    lam, u = torch.linalg.eigh(x)
-    factor = (0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2))).pow(exponent)
-    ut = u.transpose(-1, -2)
-    return sym(u @ (factor * (ut @ v @ u)) @ ut)
+    x, v = torch.broadcast_tensors(x, v)
+    return _KernelInEigenbasis.apply(x, v, exponent)
 
 
 def bw_transp(x, y, v):
@@ -119,8 +162,8 @@ class SPDBuresWasserstein(SPDManifold):
 
     ``transp`` is a vector transport through the identity (:func:`bw_transp`): an isometry
     between tangent spaces, equal to the parallel transport when ``P`` and ``Q`` commute (the
-    general parallel transport solves an ODE and has no closed form). Its eigendecompositions
-    are differentiated by plain autograd.
+    general parallel transport solves an ODE and has no closed form). Its backward is
+    finite at repeated eigenvalues.
 
     Lyapunov solves, square roots and the distance have finite gradients at repeated
     eigenvalues (:mod:`riemtorch.linalg`); the distance gradient at ``P = Q`` is finite.
