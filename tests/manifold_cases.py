@@ -114,7 +114,7 @@ GYRO_CASES += [
 
 
 def _grassmann_same_point(m, a, b):
-    return m.same_point(a, b)
+    return m.projector_distance(a, b)
 
 
 GYRO_CASES += [

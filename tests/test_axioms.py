@@ -54,8 +54,10 @@ def test_random_points_are_on_manifold(case, dtype, gen):
     assert x.dtype == dtype
     ok, reason = m.check_point(x)
     assert ok, reason
-    ok, reason = m.check_point(m.origin(*BATCH, dtype=dtype, **case.random_kwargs))
+    origin = m.origin(*BATCH, dtype=dtype, **case.random_kwargs)
+    ok, reason = m.check_point(origin)
     assert ok, reason
+    assert torch.equal(m.origin_like(x), origin)
 
 
 def test_projx_is_idempotent_and_lands_on_manifold(case, dtype, gen):

@@ -22,7 +22,7 @@ class Grassmann(Manifold):
 
     A tangent vector at ``X`` is the horizontal lift ``U`` with ``X^T U = 0``; the metric is
     ``<U, V> = tr(U^T V)``. Two bases ``X``, ``X O`` (``O`` orthogonal) are the same point:
-    compare points by their projectors ``X X^T`` (:meth:`same_point`).
+    compare points by their projectors ``X X^T`` (:meth:`projector_distance`).
 
     Parameters
     ----------
@@ -86,11 +86,9 @@ class Grassmann(Manifold):
             return False, f"X^T U must be 0 (horizontal), max |X^T U| = {float(err):.3g}"
         return True, None
 
-    def same_point(self, x, y, atol=None):
-        """Whether bases ``x`` and ``y`` span the same subspaces: ``max |x x^T - y y^T|``.
-
-        Returns the largest projector difference (a tensor), to compare with a tolerance.
-        """
+    def projector_distance(self, x, y):
+        """``max |x x^T - y y^T|`` over the batch: zero exactly when the bases ``x`` and ``y``
+        span the same subspaces (a tensor, to compare with a tolerance)."""
         px = x @ x.transpose(-1, -2)
         py = y @ y.transpose(-1, -2)
         return (px - py).abs().amax()
@@ -155,6 +153,10 @@ class Grassmann(Manifold):
         return sm.polar(top @ (top.transpose(-1, -2) @ x[0]))
 
     # ---- gyro structure ------------------------------------------------------------------------
+    def origin_like(self, x):
+        return self.origin(*x.shape[:-2], n=x.shape[-2], p=x.shape[-1], dtype=x.dtype,
+                           device=x.device)
+
     def _origin_like(self, x):
         n, p = x.shape[-2:]
         return torch.eye(n, p, dtype=x.dtype, device=x.device)

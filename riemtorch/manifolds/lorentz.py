@@ -176,6 +176,9 @@ class Lorentz(Manifold):
         rest = torch.zeros(*size, n - 1, dtype=sqrt_k.dtype, device=device)
         return torch.cat((sqrt_k.expand(*size, 1), rest), dim=-1)
 
+    def origin_like(self, x):
+        return self.origin(*x.shape[:-1], n=x.shape[-1], dtype=x.dtype, device=x.device)
+
     def centroid(self, x, weights=None, dim: int = 0, keepdim: bool = False):
         """Closed-form Lorentz centroid (Law et al. 2019) over batch dimension ``dim``: the
         minimiser of the weighted squared Lorentzian distance ``-2k - 2<x, mu>_L``."""

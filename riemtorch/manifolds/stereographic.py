@@ -175,6 +175,9 @@ class Stereographic(Manifold):
     def origin(self, *size, n=3, dtype=None, device=None):
         return torch.zeros(*size, n, dtype=dtype, device=device)
 
+    def origin_like(self, x):
+        return torch.zeros_like(x)
+
     def _initial_mean(self, x, w):
         # Start the Karcher flow from the weighted mean in the tangent space at the origin.
         return self.expmap0(self.scale_tangent(w, self.logmap0(x)).sum(0))

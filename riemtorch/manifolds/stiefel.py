@@ -164,3 +164,7 @@ class Stiefel(Manifold):
         check_size(n, p)
         e = torch.eye(n, p, dtype=dtype, device=device)
         return e.expand(*size, n, p).clone()
+
+    def origin_like(self, x):
+        return self.origin(*x.shape[:-2], n=x.shape[-2], p=x.shape[-1], dtype=x.dtype,
+                           device=x.device)
