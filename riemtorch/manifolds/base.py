@@ -26,6 +26,9 @@ def broadcast_batch(value: torch.Tensor, x: torch.Tensor, ndim: int, keepdim: bo
     """Broadcast a per-point ``value`` (batch shape, plus ``ndim`` ones when ``keepdim``) to the
     batch shape of the points ``x``, so reductions follow torch broadcasting of all inputs."""
     batch = x.shape[: x.dim() - ndim] + ((1,) * ndim if keepdim else ())
+    if value.shape == batch:
+        # the common case; torch.broadcast_shapes costs tens of microseconds per call
+        return value
     return value.expand(torch.broadcast_shapes(batch, value.shape))
 
 

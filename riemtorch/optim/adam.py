@@ -171,7 +171,7 @@ class RiemannianAdam(RiemannianOptimizer):
         state = self.state[param]
         if not state:
             return 0, False
-        return int(state["step"]), "max_exp_avg_sq" in state
+        return state["step"].item(), "max_exp_avg_sq" in state
 
     def _step_plain(self, group, params, grads):
         exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], []
@@ -224,12 +224,8 @@ class RiemannianAdam(RiemannianOptimizer):
                 state["exp_avg"] = m
                 state["exp_avg_sq"] = v
         else:
-            steps = [s["step"] for s in states]
-            if hasattr(torch, "_foreach_add_"):
-                torch._foreach_add_(steps, 1)
-            else:
-                for s in steps:
-                    s.add_(1)
+            for state in states:
+                state["step"].fill_(step)
             scatter_([s["exp_avg"] for s in states], exp_avg)
             scatter_([s["exp_avg_sq"] for s in states], exp_avg_sq)
         if amsgrad:

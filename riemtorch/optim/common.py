@@ -14,7 +14,6 @@ other libraries (geoopt) are stepped one parameter at a time, since their operat
 broadcast over leading dimensions.
 """
 
-from collections import defaultdict
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch
@@ -141,8 +140,8 @@ class RiemannianOptimizer(torch.optim.Optimizer):
     def _partition(self, group: dict):
         """Split the params with a gradient into plain ones and batches on a shared manifold."""
         plain: List[torch.Tensor] = []
-        batches: Dict[Hashable, list] = defaultdict(list)
-        manifolds = {}
+        singles = []
+        buckets: Dict[Hashable, tuple] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -153,14 +152,27 @@ class RiemannianOptimizer(torch.optim.Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients "
                                    "of manifold parameters")
-            mkey = _manifold_key(manifold)
-            if mkey[0] == "object" and not isinstance(manifold, Manifold):
-                key = ("single", id(p))
+            if not isinstance(manifold, Manifold):
+                singles.append((manifold, [p]))
+                continue
+            key = (id(manifold), p.shape, p.dtype, p.device, self._batch_key(group, p))
+            entry = buckets.get(key)
+            if entry is None:
+                buckets[key] = (manifold, [p])
             else:
-                key = (mkey, p.shape, p.dtype, p.device, self._batch_key(group, p))
-            batches[key].append(p)
-            manifolds.setdefault(key, manifold)
-        return plain, [(manifolds[k], batch) for k, batch in batches.items()]
+                entry[1].append(p)
+        if len(buckets) > 1:
+            # distinct manifold objects of equal configuration share a batch; the configuration
+            # is only compared when there is something to merge
+            merged: Dict[Hashable, tuple] = {}
+            config_keys = {}
+            for (mid, *rest), (manifold, params) in buckets.items():
+                if mid not in config_keys:
+                    config_keys[mid] = _manifold_key(manifold)
+                entry = merged.setdefault((config_keys[mid], *rest), (manifold, []))
+                entry[1].extend(params)
+            buckets = merged
+        return plain, list(buckets.values()) + singles
 
     @torch.no_grad()
     def step(self, closure=None) -> Optional[torch.Tensor]:
