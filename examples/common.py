@@ -1,0 +1,103 @@
+"""Shared pieces of the example scripts: arguments, training loop, results and plots."""
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+def base_parser(description: str, epochs: int) -> argparse.ArgumentParser:
+    """Arguments every example takes: --device, --dtype, --epochs, --seed, --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results", help="folder for the CSV/JSON results and plots")
+    return parser
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dtype_of(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def accuracy(model, x, y, batch_size: int = 512) -> float:
+    """Classification accuracy of ``model`` in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
+    return float((pred == y).double().mean())
+
+
+def train(model, optimizer, x, y, epochs: int, batch_size: int, x_eval=None, y_eval=None,
+          label: str = "train", generator=None):
+    """Minibatch cross-entropy training; returns per-epoch loss and evaluation accuracy."""
+    history = {"epoch": [], "loss": [], "eval_accuracy": []}
+    loss_fn = torch.nn.CrossEntropyLoss()
+    bar = tqdm(range(epochs), desc=label, leave=False, file=sys.stderr)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(x), generator=generator, device="cpu").to(x.device)
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:
+                continue
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        history["epoch"].append(epoch + 1)
+        history["loss"].append(total / len(x))
+        acc = accuracy(model, x_eval, y_eval) if x_eval is not None else float("nan")
+        history["eval_accuracy"].append(acc)
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{acc:.3f}")
+    return history
+
+
+def print_table(title: str, columns, rows) -> None:
+    print(f"\n{title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        print("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
+
+
+def save_results(out: str, name: str, columns, rows, histories: dict) -> None:
+    """Write ``name.csv`` (the table), ``name.json`` (table and curves) and ``name.png``."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"columns": list(columns), "rows": rows, "curves": histories}, f, indent=1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, h in histories.items():
+        ax_loss.plot(h["epoch"], h["loss"], label=label)
+        ax_acc.plot(h["epoch"], h["eval_accuracy"], label=label)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="evaluation accuracy")
+    ax_acc.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, f"{name}.png"), dpi=100)
+    plt.close(fig)
+    print(f"\nresults written to {os.path.join(out, name)}.{{csv,json,png}}")
