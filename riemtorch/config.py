@@ -34,7 +34,8 @@ Validation
 at import) makes public functions check the *values* of their inputs: symmetry, finiteness,
 positive definiteness, points lying on the manifold. These checks read a value back to the host,
 which costs a device synchronisation on GPU; turn them off in tight training loops once the
-pipeline is known to be sound. Checks of type, dtype and shape cost nothing and are always on.
+pipeline is known to be sound. They are skipped while ``torch.compile`` traces (a host read
+would break the graph). Checks of type, dtype and shape cost nothing and are always on.
 
 Examples
 --------
@@ -51,7 +52,8 @@ import os
 
 import torch
 
-__all__ = ["validate", "eigh_in_float64", "override", "eigenvalue_floor", "symmetry_tolerance"]
+__all__ = ["validate", "eigh_in_float64", "override", "validating", "eigenvalue_floor",
+           "symmetry_tolerance"]
 
 validate: bool = os.environ.get("RIEMTORCH_VALIDATE", "1") not in ("0", "false", "False", "")
 eigh_in_float64: bool = True
@@ -72,6 +74,11 @@ def override(**switches):
         yield
     finally:
         module.update(saved)
+
+
+def validating() -> bool:
+    """Whether value checks run now: ``validate`` is on and ``torch.compile`` is not tracing."""
+    return validate and not torch.compiler.is_compiling()
 
 
 def eigenvalue_floor(dtype: torch.dtype) -> float:

@@ -49,7 +49,7 @@ class ManifoldParameter(nn.Parameter):
             raise TypeError(f"manifold must be a riemtorch Manifold, got {type(manifold).__name__}")
         if not isinstance(data, torch.Tensor):
             raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
-        if check and config.validate:
+        if check and config.validating():
             manifold.assert_check_point(data, "ManifoldParameter data")
         instance = super().__new__(cls, data.detach(), requires_grad)
         instance.manifold = manifold

@@ -23,7 +23,7 @@ def check_square(x: torch.Tensor, name: str = "input") -> None:
 
 def check_finite(x: torch.Tensor, name: str = "input") -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or infinity (only when validation is on)."""
-    if config.validate and not bool(torch.isfinite(x).all()):
+    if config.validating() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -32,7 +32,7 @@ def check_symmetric_matrix(x, name: str = "input") -> None:
     finiteness when validation is on (tolerance: :func:`riemtorch.config.symmetry_tolerance`)."""
     check_float_tensor(x, name)
     check_square(x, name)
-    if not config.validate:
+    if not config.validating():
         return
     check_finite(x, name)
     if x.numel() == 0:

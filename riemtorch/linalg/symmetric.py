@@ -44,7 +44,7 @@ def floor_eigenvalues(lam: torch.Tensor, input_dtype: torch.dtype) -> torch.Tens
     """
     floor = config.eigenvalue_floor(input_dtype)
     top = lam.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(lam.dtype).tiny)
-    if config.validate and lam.numel() > 0:
+    if config.validating() and lam.numel() > 0:
         worst = (lam / top).amin()
         if bool(worst < -lam.shape[-1] * floor):
             raise ValueError(

@@ -219,7 +219,7 @@ class Manifold(nn.Module):
                 w = w.reshape(w.shape + (1,) * (len(batch) - 1))
             else:
                 w = w.movedim(dim, 0)
-            if config.validate and bool((w < 0).any()):
+            if config.validating() and bool((w < 0).any()):
                 raise ValueError("weights must be non-negative")
             w = w / w.sum(dim=0, keepdim=True)
         return x, w.expand(batch), dim

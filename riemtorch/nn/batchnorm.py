@@ -93,44 +93,71 @@ class RiemannianBatchNorm(nn.Module):
 
     def batch_statistics(self, x: torch.Tensor):
         """Fréchet mean (without the batch dimension) and variance of a batch ``x``."""
+        mean = self._batch_mean(x)
+        return mean, self._variance(self._centre(x, mean))
+
+    def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` with given statistics (the common step of train and eval)."""
+        return self._finish(self._centre(x, mean), var)
+
+    def _batch_mean(self, x: torch.Tensor) -> torch.Tensor:
         kwargs = {} if self.mean_iters is None else {"max_iter": self.mean_iters}
-        mean = self.manifold.frechet_mean(x, dim=0, **kwargs)
-        return mean, self.manifold.frechet_variance(x, mean.unsqueeze(0), dim=0)
+        return self.manifold.frechet_mean(x, dim=0, **kwargs)
+
+    def _centre(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """Samples moved to the origin: points ``⊖mu ⊕ x`` (gyro) or tangent vectors at the
+        origin (transport)."""
+        m, mean = self.manifold, mean.unsqueeze(0)
+        if self.gyro:
+            return m.gyroadd(m.gyroinv(mean), x)
+        return m.center(x, mean)
+
+    def _variance(self, centred: torch.Tensor) -> torch.Tensor:
+        """Fréchet variance from the centred samples. Centring is an isometry (a left gyro
+        translation, or parallel transport), so squared distances to the mean are squared
+        distances (gyro) or squared norms (transport) at the origin: no second pass over the
+        batch is needed."""
+        m = self.manifold
+        origin = m.origin_like(centred)
+        sq = m.dist2(origin, centred) if self.gyro else m.inner(origin, centred)
+        return sq.mean(0)
+
+    def _finish(self, centred: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """Scale the dispersion and move to the bias."""
+        m = self.manifold
+        factor = self.scale / (var + self.eps).sqrt() if self.normalize_variance else None
+        if self.gyro:
+            if factor is not None:
+                batch = centred.shape[: centred.dim() - m.ndim]
+                centred = m.gyroscalarmul(factor.expand(batch), centred)
+            return m.gyroadd(self.bias, centred)
+        if factor is not None:
+            centred = m.scale_tangent(factor, centred)
+        return m.uncenter(centred, self.bias)
 
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         with torch.no_grad():
             self.running_mean.copy_(self.manifold.geodesic(self.running_mean, mean, self.momentum))
             self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
 
-    def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` with given statistics (the common step of train and eval)."""
-        m = self.manifold
-        mean = mean.unsqueeze(0)
-        factor = self.scale / (var + self.eps).sqrt() if self.normalize_variance else None
-        if self.gyro:
-            y = m.gyroadd(m.gyroinv(mean), x)
-            if factor is not None:
-                y = m.gyroscalarmul(factor.expand(x.shape[: x.dim() - m.ndim]), y)
-            return m.gyroadd(self.bias, y)
-        u = m.center(x, mean)
-        if factor is not None:
-            u = m.scale_tangent(factor, u)
-        return m.uncenter(u, self.bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"expected input of shape (batch, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
-        if self.training or not self.track_running_stats:
-            if x.shape[0] < 2 and self.training:
-                raise ValueError("batch normalisation needs more than one sample per batch in training")
-            mean, var = self.batch_statistics(
-                gather_batch(x, self.process_group) if self.sync and self.training else x)
-            if self.training and self.track_running_stats:
-                self._update_running(mean.detach(), var.detach())
-        else:
-            mean, var = self.running_mean, self.running_var
-        return self.normalize(x, mean, var)
+        if not (self.training or not self.track_running_stats):
+            return self.normalize(x, self.running_mean, self.running_var)
+        if x.shape[0] < 2 and self.training:
+            raise ValueError("batch normalisation needs more than one sample per batch in training")
+        sync = self.sync and self.training
+        batch = gather_batch(x, self.process_group) if sync else x
+        mean = self._batch_mean(batch)
+        centred = self._centre(batch, mean)
+        var = self._variance(centred)
+        if sync:  # the statistics are global; normalise this rank's samples only
+            centred = self._centre(x, mean)
+        if self.training and self.track_running_stats:
+            self._update_running(mean.detach(), var.detach())
+        return self._finish(centred, var)
 
 
 class GyroBatchNorm(RiemannianBatchNorm):
