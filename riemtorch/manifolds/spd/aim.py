@@ -9,9 +9,8 @@ They take tensors in the working dtype (see :mod:`riemtorch.manifolds.spd.common
 
 import torch
 
-from riemtorch.linalg.lyapunov import generalized_eigvalsh
 from riemtorch.linalg.symmetric import sym
-from riemtorch.manifolds.spd import common
+from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.base import GyroSPDManifold
 
 
@@ -39,8 +38,16 @@ def aim_log(x, y):
 
 
 def aim_dist2(x, y):
-    """``||log eig(X^-1 Y)||^2`` from one Cholesky and one generalized eigenvalue problem."""
-    lam = generalized_eigvalsh(y, x)
+    """``||log eig(X^-1 Y)||^2``: one Cholesky ``X = L L^T``, two triangular solves for
+    ``L^-1 Y L^-T`` and one ``eigvalsh``.
+
+    ``eigvalsh`` reads one triangle only, so the whitened matrix is not symmetrised; its
+    gradient ``U diag(g) U^T`` is symmetric, so the gradients in ``X`` and ``Y`` are too.
+    """
+    chol = common.cholesky(x)
+    half = torch.linalg.solve_triangular(chol, y, upper=False)
+    lam = torch.linalg.eigvalsh(torch.linalg.solve_triangular(chol, half.transpose(-1, -2),
+                                                              upper=False))
     return torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny)).square().sum(-1)
 
 
@@ -80,30 +87,13 @@ def aim_gyration(x, y, z):
 def aim_karcher_mean(xs, w, tol, max_iter):
     """Weighted Karcher mean of ``xs`` ``(N, ..., n, n)`` with weights ``w`` ``(N, ..., 1, 1)``.
 
-    Starts from the log-Euclidean mean and iterates ``M <- L expm(nu G) L^T`` with the gradient
-    ``G = sum_i w_i logm(L^-1 X_i L^-T)`` in the frame of the current mean ``M = L L^T`` (one
-    batched ``eigh`` per iteration). The step size ``nu`` starts at 1; per mean, it is halved
-    whenever ``||G||`` fails to decrease (the unit step can cycle for widely spread data) and
-    grows back by 1.25 (up to 1) while it decreases. It
-    stops when the Frobenius norm of ``G``, its Riemannian norm, is at most ``tol``.
-    Differentiable by unrolling; the matrix functions have finite gradients at repeated
-    eigenvalues.
+    Riemannian Newton iterations from the geometric mean of the arithmetic and harmonic
+    means, stopped once the Frobenius norm of the Riemannian gradient
+    ``sum_i w_i logm(L^-1 X_i L^-T)`` (in the frame ``M = L L^T`` of the current estimate) is
+    at most ``tol``; differentiable by the implicit function theorem
+    (:mod:`riemtorch.manifolds.spd.karcher`).
     """
-    mean = common.expm((w * common.logm(xs)).sum(0))
-    eye = common.identity(xs.shape[-1], dtype=xs.dtype, device=xs.device)
-    nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
-    previous = torch.full_like(nu, float("inf"))
-    for _ in range(max_iter):
-        chol = common.cholesky(mean)
-        inv = torch.linalg.solve_triangular(chol, eye, upper=False)
-        grad = (w * common.logm(sym(inv @ xs @ inv.transpose(-1, -2)))).sum(0)
-        crit = torch.linalg.matrix_norm(grad).detach()
-        nu = torch.where(crit >= previous, 0.5 * nu, (1.25 * nu).clamp_max(1.0))
-        previous = crit
-        mean = common.unwhiten(chol, common.expm(nu[..., None, None] * grad))
-        if bool(crit.amax() <= tol):
-            break
-    return mean
+    return karcher.karcher_mean(xs, w, tol, max_iter)
 
 
 class SPDAffineInvariant(GyroSPDManifold):
@@ -115,7 +105,7 @@ class SPDAffineInvariant(GyroSPDManifold):
     rooted with :func:`~riemtorch.linalg.safe.safe_sqrt` so that its gradient is finite (zero)
     at ``P = Q``; every matrix function has the finite-at-ties backward of
     :mod:`riemtorch.linalg`, so gradients at the identity are finite too. The Fréchet mean is
-    the Karcher flow of :func:`aim_karcher_mean`. Gyro structure (Nguyen & Yang):
+    found by the Newton iterations of :func:`aim_karcher_mean`. Gyro structure (Nguyen & Yang):
     ``P (+) Q = P^1/2 Q P^1/2``, ``t (*) P = P^t``, ``(-) P = P^-1``.
 
     Float32 input is computed in float64 (Cholesky, eigenvalues and all) and rounded back, as
