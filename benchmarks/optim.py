@@ -6,7 +6,7 @@ same geometry: the Euclidean metric with the QR retraction and the projection tr
 (geoopt's ``EuclideanStiefel``). "riemtorch, unbatched" puts every parameter in its own param
 group, which disables batching, to show what batching buys.
 
-Run: ``python benchmarks/optim.py``
+Run: ``python benchmarks/optim.py [threads]`` (default 2 threads).
 """
 
 import os
@@ -60,19 +60,19 @@ def _steps(make_optimizer, params):
 
 
 def _rows(name, ours, theirs, count):
-    geo = median_ms(_steps(theirs, _geoopt_params(count)), repeat=5, warmup=1)
-    batched = median_ms(_steps(ours, _riemtorch_params(count)), repeat=5, warmup=1)
+    geo = median_ms(_steps(theirs, _geoopt_params(count)), repeat=3, warmup=1)
+    batched = median_ms(_steps(ours, _riemtorch_params(count)), repeat=3, warmup=1)
     rows = [(f"{name}, {count} x ({N}x{P})", "geoopt", geo, 1.0),
             ("", "riemtorch", batched, geo / batched)]
     if count > 1:
         unbatched = median_ms(_steps(lambda ps: ours([{"params": [p]} for p in ps]),
-                                     _riemtorch_params(count)), repeat=5, warmup=1)
+                                     _riemtorch_params(count)), repeat=3, warmup=1)
         rows.append(("", "riemtorch, unbatched", unbatched, geo / unbatched))
     return rows
 
 
 def main():
-    setup()
+    setup(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
     rows = []
     for count in (200, 1):
         rows += _rows("RiemannianAdam", lambda ps: RiemannianAdam(ps, lr=1e-3),

@@ -46,15 +46,13 @@ def retract_transport(manifold, retraction: str, x, u, v) -> Tuple[torch.Tensor,
     return manifold.expmap_transp(x, u, v)
 
 
-def _manifold_key(manifold) -> Hashable:
+def _manifold_key(manifold: Manifold) -> Hashable:
     """Manifolds with equal keys give equal results on the same tensors.
 
     Two riemtorch manifolds are interchangeable when they are of the same class, hold no
     parameters, buffers or submodules, and their remaining attributes are equal plain values.
     Anything else is only interchangeable with itself.
     """
-    if not isinstance(manifold, Manifold):
-        return ("object", id(manifold))
     if manifold._parameters or manifold._buffers or manifold._modules:
         return ("object", id(manifold))
     config = []
