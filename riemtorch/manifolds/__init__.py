@@ -2,14 +2,8 @@
 
 from riemtorch.manifolds.base import Manifold
 from riemtorch.manifolds.euclidean import Euclidean
-from riemtorch.manifolds.sphere import Sphere
-from riemtorch.manifolds.stereographic import PoincareBall, Stereographic
-from riemtorch.manifolds.lorentz import Lorentz
-from riemtorch.manifolds.stiefel import Stiefel
 from riemtorch.manifolds.grassmann import Grassmann
-
-__all__ = ["Manifold", "Euclidean", "Sphere", "Stiefel", "Grassmann"]
-__all__ += ["Stereographic", "PoincareBall", "Lorentz"]
+from riemtorch.manifolds.lorentz import Lorentz
 from riemtorch.manifolds.spd import (
     SPDAffineInvariant,
     SPDBuresWasserstein,
@@ -17,6 +11,12 @@ from riemtorch.manifolds.spd import (
     SPDLogCholesky,
     SPDLogEuclidean,
 )
+from riemtorch.manifolds.sphere import Sphere
+from riemtorch.manifolds.stereographic import PoincareBall, Stereographic
+from riemtorch.manifolds.stiefel import Stiefel
 
-__all__ += ["SPDAffineInvariant", "SPDLogEuclidean", "SPDLogCholesky", "SPDBuresWasserstein",
-            "SPDGeneralizedBuresWasserstein"]
+__all__ = [
+    "Manifold", "Euclidean", "Sphere", "Stiefel", "Grassmann", "Stereographic", "PoincareBall",
+    "Lorentz", "SPDAffineInvariant", "SPDLogEuclidean", "SPDLogCholesky", "SPDBuresWasserstein",
+    "SPDGeneralizedBuresWasserstein",
+]
