@@ -5,11 +5,11 @@ import torch
 
 from riemtorch.manifolds import lorentz_math as lm
 from riemtorch.manifolds import stereographic_math as sm
-from riemtorch.manifolds.base import Manifold, broadcast_batch
-from riemtorch.manifolds.stereographic import curvature_tensor
+from riemtorch.manifolds.base import broadcast_batch
+from riemtorch.manifolds.curvature import ConstantCurvature, curvature_tensor
 
 
-class Lorentz(Manifold):
+class Lorentz(ConstantCurvature):
     """Hyperboloid ``{x in R^(d+1) : <x, x>_L = -k, x_0 > 0}`` of curvature ``-1/k``.
 
     Points and tangent vectors have shape ``(..., d + 1)``; the metric is the Minkowski product
@@ -39,21 +39,9 @@ class Lorentz(Manifold):
     ndim = 1
 
     def __init__(self, k=1.0, learnable: bool = False, dtype=None):
-        super().__init__()
-        k = curvature_tensor(k, "k", dtype, learnable)
-        if not bool(k > 0):
+        if not bool(curvature_tensor(k, "k", dtype, False) > 0):
             raise ValueError(f"Lorentz needs k > 0, got {float(k)}")
-        if learnable:
-            self.k = k
-        else:
-            self.register_buffer("k", k)
-        self.learnable = learnable
-
-    def extra_repr(self) -> str:
-        return f"k={float(self.k.detach()):g}, learnable={self.learnable}"
-
-    def _k(self, x):
-        return self.k.to(dtype=x.dtype, device=x.device)
+        super().__init__(k, learnable, dtype)
 
     # ---- checks --------------------------------------------------------------------------------
     def _check_shape(self, shape, name):

@@ -1,34 +1,14 @@
 """The kappa-stereographic model: Poincaré ball (``k < 0``), Euclidean space (``k = 0``) and the
 stereographic projection of the sphere (``k > 0``), with their Möbius gyrovector structure."""
 
-import numbers
-
 import torch
-from torch import nn
 
 from riemtorch.manifolds import stereographic_math as sm
-from riemtorch.manifolds.base import Manifold, broadcast_batch
+from riemtorch.manifolds.base import broadcast_batch
+from riemtorch.manifolds.curvature import ConstantCurvature, curvature_tensor
 
 
-def curvature_tensor(value, name: str, dtype, learnable: bool):
-    """A 0-dim curvature tensor from a number or tensor (float64 unless ``dtype`` says else)."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
-        t = value.detach().reshape(()).to(dtype or (value.dtype if value.is_floating_point()
-                                                    else torch.float64))
-    elif isinstance(value, numbers.Real):
-        t = torch.tensor(float(value), dtype=dtype or torch.float64)
-    else:
-        raise TypeError(f"{name} must be a real number or a tensor, got {type(value).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} needs a floating dtype, got {t.dtype}")
-    if not bool(torch.isfinite(t)):
-        raise ValueError(f"{name} must be finite, got {float(t)}")
-    return nn.Parameter(t) if learnable else t
-
-
-class Stereographic(Manifold):
+class Stereographic(ConstantCurvature):
     """kappa-stereographic model of constant curvature ``k`` on points ``(..., n)``.
 
     ``k < 0``: the Poincaré ball of radius ``1/sqrt(-k)``; ``k > 0``: the sphere of radius
@@ -61,19 +41,7 @@ class Stereographic(Manifold):
     ndim = 1
 
     def __init__(self, k=0.0, learnable: bool = False, dtype=None):
-        super().__init__()
-        k = curvature_tensor(k, "k", dtype, learnable)
-        if learnable:
-            self.k = k
-        else:
-            self.register_buffer("k", k)
-        self.learnable = learnable
-
-    def extra_repr(self) -> str:
-        return f"k={float(self.k.detach()):g}, learnable={self.learnable}"
-
-    def _k(self, x: torch.Tensor) -> torch.Tensor:
-        return self.k.to(dtype=x.dtype, device=x.device)
+        super().__init__(k, learnable, dtype)
 
     # ---- checks --------------------------------------------------------------------------------
     def _check_point_on_manifold(self, x, atol, rtol):
