@@ -17,7 +17,6 @@ import time
 import numpy as np
 import torch
 
-import riemtorch
 from riemtorch import nn as rnn
 from riemtorch.optim import RiemannianAdam
 

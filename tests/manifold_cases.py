@@ -125,8 +125,6 @@ GYRO_CASES += [
 
 def _spd(name, **kwargs):
     def make():
-        import torch
-
         import riemtorch
 
         if name == "SPDGeneralizedBuresWasserstein":

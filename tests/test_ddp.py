@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import riemtorch
-from riemtorch.nn.batchnorm import GyroBatchNorm, RiemannianBatchNorm
+from riemtorch.nn.batchnorm import RiemannianBatchNorm
 
 F64 = torch.float64
 BATCH = 8

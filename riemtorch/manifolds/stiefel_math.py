@@ -241,7 +241,6 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
         tol = 1e-6 if x.dtype == torch.float32 else 1e-13
     m_block = x.transpose(-1, -2) @ y
     q, n_block = torch.linalg.qr(y - x @ m_block)
-    k = n_block.shape[-2]
     work = torch.float64 if x.dtype == torch.float32 else x.dtype
     w = torch.cat((m_block, n_block), -2).to(work)
     perp = _orthogonal_completion(w)
