@@ -9,6 +9,7 @@ They take tensors in the working dtype (see :mod:`riemtorch.manifolds.spd.common
 
 import torch
 
+from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.base import GyroSPDManifold
@@ -37,18 +38,26 @@ def aim_log(x, y):
     return common.unwhiten(chol, common.logm(common.whiten(chol, y)))
 
 
+def _aim_dist2(x, y):
+    chol = common.cholesky(x)
+    half = torch.linalg.solve_triangular(chol, y, upper=False)
+    lam = torch.linalg.eigvalsh(torch.linalg.solve_triangular(chol, half.transpose(-1, -2),
+                                                              upper=False))
+    return torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny)).square().sum(-1)
+
+
 def aim_dist2(x, y):
     """``||log eig(X^-1 Y)||^2``: one Cholesky ``X = L L^T``, two triangular solves for
     ``L^-1 Y L^-T`` and one ``eigvalsh``.
 
     ``eigvalsh`` reads one triangle only, so the whitened matrix is not symmetrised; its
     gradient ``U diag(g) U^T`` is symmetric, so the gradients in ``X`` and ``Y`` are too.
+    Without autograd, large batches of pairs are split over threads
+    (:func:`riemtorch.linalg.batched.map_batch_chunks`).
     """
-    chol = common.cholesky(x)
-    half = torch.linalg.solve_triangular(chol, y, upper=False)
-    lam = torch.linalg.eigvalsh(torch.linalg.solve_triangular(chol, half.transpose(-1, -2),
-                                                              upper=False))
-    return torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny)).square().sum(-1)
+    if x.shape == y.shape:
+        return map_batch_chunks(_aim_dist2, x, y)
+    return _aim_dist2(x, y)
 
 
 def aim_transp(x, y, v):

@@ -58,6 +58,40 @@ def unwhiten(chol: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return sym(chol @ a @ chol.transpose(-1, -2))
 
 
+# Samples that share a frame: products with the frame matrix (or a sum over the samples) are
+# one large matrix product over the concatenated samples, several times faster on CPU than a
+# batch of small products.
+def left_shared(a: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """``a @ X_i`` for ``a`` ``(..., n, n)`` and samples ``xs`` ``(N, ..., n, n)``."""
+    t = xs.movedim(0, -3)
+    count, n = t.shape[-3], t.shape[-1]
+    wide = t.transpose(-3, -2).reshape(*t.shape[:-3], n, count * n)
+    out = a @ wide
+    return out.reshape(*out.shape[:-1], count, n).transpose(-3, -2).movedim(-3, 0)
+
+
+def right_shared(xs: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``X_i @ b`` for samples ``xs`` ``(N, ..., n, n)`` and ``b`` ``(..., n, n)``."""
+    t = xs.movedim(0, -3)
+    count, n = t.shape[-3], t.shape[-2]
+    out = t.reshape(*t.shape[:-3], count * n, t.shape[-1]) @ b
+    return out.reshape(*out.shape[:-2], count, n, out.shape[-1]).movedim(-3, 0)
+
+
+def congruence_shared(a: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """``a X_i a^T`` for every sample (not symmetrised)."""
+    return right_shared(left_shared(a, xs), a.transpose(-1, -2))
+
+
+def sum_of_products(c: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``sum_i C_i U_i^T`` for ``c``, ``u`` ``(N, ..., n, n)``."""
+    ct, ut = c.movedim(0, -3), u.movedim(0, -3)
+    count, n = ct.shape[-3], ct.shape[-1]
+    wide_c = ct.transpose(-3, -2).reshape(*ct.shape[:-3], ct.shape[-2], count * n)
+    wide_u = ut.transpose(-3, -2).reshape(*ut.shape[:-3], ut.shape[-2], count * n)
+    return wide_c @ wide_u.transpose(-1, -2)
+
+
 def identity(n: int, batch=(), dtype=None, device=None) -> torch.Tensor:
     """Identity matrices of shape ``(*batch, n, n)`` (a fresh, writable tensor)."""
     return torch.eye(n, dtype=dtype, device=device).expand(*batch, n, n).clone()

@@ -3,8 +3,9 @@
 import torch
 
 from riemtorch import config
-from riemtorch.linalg.symmetric import sqrtm_invsqrtm, sym
+from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import bw, common
+from riemtorch.manifolds.spd.bw_barycenter import check_method, sqrtm_invsqrtm_by
 from riemtorch.manifolds.spd.aim import SPDAffineInvariant
 from riemtorch.manifolds.spd.base import SPDManifold
 from riemtorch.parameter import ManifoldParameter
@@ -34,10 +35,16 @@ class SPDGeneralizedBuresWasserstein(SPDManifold):
         ``d(P, Q) = d_GBW(P^theta, Q^theta) / theta``.
     learnable : bool
         Register ``M`` as a parameter instead of a buffer.
+    sqrtm_method : {"eigh", "newton_schulz"}
+        How the square roots are computed: those of ``M`` and those of the Bures-Wasserstein
+        operations after the pull-back (see :class:`SPDBuresWasserstein` for the accuracy of
+        the Newton-Schulz iteration).
     """
 
-    def __init__(self, M: torch.Tensor, power: float = 1.0, learnable: bool = False):
+    def __init__(self, M: torch.Tensor, power: float = 1.0, learnable: bool = False,
+                 sqrtm_method: str = "eigh"):
         super().__init__(power)
+        self.sqrtm_method = check_method(sqrtm_method)
         common.check_matrices(M, "M")
         if config.validate:
             SPDAffineInvariant().assert_check_point(M, "M")
@@ -48,11 +55,13 @@ class SPDGeneralizedBuresWasserstein(SPDManifold):
             self.register_buffer("M", data)
 
     def extra_repr(self) -> str:
-        return f"n={self.M.shape[-1]}, power={self.power:g}, learnable={isinstance(self.M, torch.nn.Parameter)}"
+        learnable = isinstance(self.M, torch.nn.Parameter)
+        return (f"n={self.M.shape[-1]}, power={self.power:g}, learnable={learnable}, "
+                f"sqrtm_method={self.sqrtm_method!r}")
 
     def _roots(self, like):
         m = self.M.to(dtype=like.dtype, device=like.device)
-        return sqrtm_invsqrtm(m)
+        return sqrtm_invsqrtm_by(m, self.sqrtm_method)
 
     def _pull(self, *mats):
         """``c`` applied to each matrix, and ``M^1/2`` for the way back."""
@@ -77,11 +86,11 @@ class SPDGeneralizedBuresWasserstein(SPDManifold):
 
     def _log(self, x, y):
         root, (x, y) = self._pull(x, y)
-        return self._push(root, bw.bw_log(x, y))
+        return self._push(root, bw.bw_log(x, y, self.sqrtm_method))
 
     def _dist2(self, x, y):
         _, (x, y) = self._pull(x, y)
-        return bw.bw_dist2(x, y)
+        return bw.bw_dist2(x, y, self.sqrtm_method)
 
     def _transp(self, x, y, v):
         root, (x, y, v) = self._pull(x, y, v)
@@ -89,8 +98,8 @@ class SPDGeneralizedBuresWasserstein(SPDManifold):
 
     def _geodesic(self, x, y, t):
         root, (x, y) = self._pull(x, y)
-        return self._push(root, bw.bw_geodesic(x, y, t))
+        return self._push(root, bw.bw_geodesic(x, y, t, self.sqrtm_method))
 
     def _mean(self, xs, w, tol, max_iter):
         root, (xs,) = self._pull(xs)
-        return self._push(root, bw.bw_barycenter(xs, w, tol, max_iter))
+        return self._push(root, bw.bw_barycenter(xs, w, tol, max_iter, self.sqrtm_method))

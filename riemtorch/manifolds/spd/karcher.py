@@ -25,6 +25,7 @@ repeated eigenvalues (the divided differences of ``log`` are evaluated without c
 import torch
 
 from riemtorch.linalg import spectral
+from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 
@@ -33,50 +34,22 @@ def _inner(a, b):
     return (a * b).sum(dim=(-1, -2))
 
 
-# The samples share the frame: products with the frame matrix (or with a sum over samples) are
-# written as one large matrix product over the concatenated samples, which is several times
-# faster than a batch of small products.
-def _left_shared(a, xs):
-    """``a @ X_i`` for ``a`` ``(..., n, n)`` and ``xs`` ``(N, ..., n, n)``."""
-    t = xs.movedim(0, -3)
-    count, n = t.shape[-3], t.shape[-1]
-    wide = t.transpose(-3, -2).reshape(*t.shape[:-3], n, count * n)
-    out = (a @ wide).reshape(*t.shape[:-3], n, count, n).transpose(-3, -2)
-    return out.movedim(-3, 0)
-
-
-def _right_shared(xs, b):
-    """``X_i @ b`` for ``xs`` ``(N, ..., n, n)`` and ``b`` ``(..., n, n)``."""
-    t = xs.movedim(0, -3)
-    out = t.reshape(*t.shape[:-3], t.shape[-3] * t.shape[-2], t.shape[-1]) @ b
-    return out.reshape(t.shape).movedim(-3, 0)
-
-
-def _sum_of_products(c, u):
-    """``sum_i C_i U_i^T`` for ``c``, ``u`` ``(N, ..., n, n)``."""
-    ct, ut = c.movedim(0, -3), u.movedim(0, -3)
-    count, n = ct.shape[-3], ct.shape[-1]
-    wide_c = ct.transpose(-3, -2).reshape(*ct.shape[:-3], n, count * n)
-    wide_u = ut.transpose(-3, -2).reshape(*ut.shape[:-3], n, count * n)
-    return wide_c @ wide_u.transpose(-1, -2)
-
-
 def _whitened_spectrum(xs, chol, input_dtype):
     """Eigenvalues and eigenvectors of ``L^-1 X_i L^-T`` (``eigh`` reads one triangle)."""
     eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device)
     inv = torch.linalg.solve_triangular(chol, eye, upper=False)
-    lam, u = torch.linalg.eigh(_right_shared(_left_shared(inv, xs), inv.transpose(-1, -2)))
+    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(inv, xs))
     return floor_eigenvalues(lam, input_dtype), u, inv
 
 
 def _weighted_sum_in_eigenbasis(u, b):
     """``sum_i U_i B_i U_i^T`` for per-sample ``B_i`` (weights already applied)."""
-    return sym(_sum_of_products(u @ b, u))
+    return sym(common.sum_of_products(u @ b, u))
 
 
 def _log_sum(lam, u, w):
     """``sum_i w_i log W_i``."""
-    return sym(_sum_of_products(u * (w.squeeze(-1) * lam.log()).unsqueeze(-2), u))
+    return sym(common.sum_of_products(u * (w.squeeze(-1) * lam.log()).unsqueeze(-2), u))
 
 
 def _fast_log_divided_differences(lam, loglam):
@@ -99,7 +72,7 @@ class _Hessian:
 
     def __call__(self, d):
         u = self.u
-        rotated = u.transpose(-1, -2) @ _left_shared(d, u)
+        rotated = u.transpose(-1, -2) @ common.left_shared(d, u)
         return _weighted_sum_in_eigenbasis(u, self.kernel * rotated)
 
 
@@ -186,11 +159,12 @@ class _KarcherMean(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             ut = u.transpose(-1, -2)
-            dlog_z = u @ (hessian.dlog * (ut @ _left_shared(z, u))) @ ut
-            grad_x = sym(w * _right_shared(_left_shared(inv.transpose(-1, -2), dlog_z), inv))
+            dlog_z = u @ (hessian.dlog * (ut @ common.left_shared(z, u))) @ ut
+            grad_x = sym(w * common.congruence_shared(inv.transpose(-1, -2), dlog_z))
         if ctx.needs_input_grad[1]:
             # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa
-            rotated = torch.diagonal(u.transpose(-1, -2) @ _left_shared(z, u), dim1=-2, dim2=-1)
+            rotated = u.transpose(-1, -2) @ common.left_shared(z, u)
+            rotated = torch.diagonal(rotated, dim1=-2, dim2=-1)
             grad_w = (rotated * lam.log()).sum(-1)[..., None, None]
         return grad_x, grad_w, None, None, None
 

@@ -1,0 +1,84 @@
+"""Batched LAPACK work split over threads on CPU.
+
+On CPU, torch runs a batched ``eigh``, ``eigvalsh``, ``cholesky`` or triangular solve as a
+serial loop over the batch (one LAPACK call per matrix), whatever ``torch.get_num_threads()``
+says; for batches of small matrices that loop dominates the SPD computations.
+:func:`map_batch_chunks` splits the batch into ``torch.get_num_threads()`` contiguous chunks and
+runs them in a small thread pool (torch releases the GIL inside its operators), so the loop uses
+the threads the user granted. Results are bitwise those of the unsplit call: every matrix goes
+through the same LAPACK routine.
+
+It only splits without autograd (inside custom ``autograd.Function`` passes, or when no input
+requires grad), on CPU, and for at least ``min_chunk`` matrices per thread; otherwise it calls
+the function directly.
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import torch
+
+_LOCK = threading.Lock()
+_POOL = {"executor": None, "workers": 0, "pid": None}
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    # A pool inherited through fork (e.g. by DataLoader workers) has no threads: rebuild it.
+    with _LOCK:
+        if (_POOL["executor"] is None or _POOL["workers"] < workers
+                or _POOL["pid"] != os.getpid()):
+            _POOL["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="riemtorch-batch")
+            _POOL["workers"] = workers
+            _POOL["pid"] = os.getpid()
+        return _POOL["executor"]
+
+
+def _without_grad(fn, args):
+    with torch.no_grad():
+        return fn(*args)
+
+
+def _concatenate(results, batch):
+    first = results[0]
+    if isinstance(first, torch.Tensor):
+        out = torch.cat(results)
+        return out.reshape(*batch, *out.shape[1:])
+    return tuple(_concatenate([r[i] for r in results], batch) for i in range(len(first)))
+
+
+def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_chunk: int = 64):
+    """``fn(*tensors)`` computed over chunks of the batch in ``torch.get_num_threads()`` threads.
+
+    Parameters
+    ----------
+    fn : callable
+        Takes tensors ``(B, n, n)`` (and any trailing shape) and returns a tensor or a tuple of
+        tensors whose first dimension is ``B``; it must treat batch entries independently.
+    tensors : torch.Tensor
+        Inputs ``(..., n, n)``; their batch dimensions are broadcast together.
+    min_chunk : int
+        Smallest number of matrices worth a thread.
+
+    Returns
+    -------
+    The result of ``fn`` with the broadcast batch shape in front.
+    """
+    threads = torch.get_num_threads()
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if threads < 2 or needs_grad or any(t.device.type != "cpu" for t in tensors):
+        return fn(*tensors)
+    batch = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
+    count = 1
+    for size in batch:
+        count *= size
+    parts = min(threads, count // min_chunk)
+    if parts < 2:
+        return fn(*tensors)
+    flat = [t.expand(*batch, *t.shape[-2:]).reshape(count, *t.shape[-2:]) for t in tensors]
+    chunks = list(zip(*(f.tensor_split(parts) for f in flat)))
+    pool = _executor(threads)
+    futures = [pool.submit(_without_grad, fn, chunk) for chunk in chunks[1:]]
+    results = [_without_grad(fn, chunks[0])] + [f.result() for f in futures]
+    return _concatenate(results, batch)
