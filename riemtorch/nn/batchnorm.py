@@ -135,6 +135,9 @@ class RiemannianBatchNorm(nn.Module):
             centred = m.scale_tangent(factor, centred)
         return m.uncenter(centred, self.bias)
 
+    # Kept out of compiled graphs: AOT autograd (torch 2.13) drops the batch-variance term of
+    # this in-place buffer update, leaving running_var at (1 - momentum) * running_var.
+    @torch.compiler.disable
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         with torch.no_grad():
             self.running_mean.copy_(self.manifold.geodesic(self.running_mean, mean, self.momentum))
