@@ -69,3 +69,6 @@ _GYRO = [
     ("gyro-grassmann", lambda: riemtorch.Grassmann(), (5, 2), {"n": 5, "p": 2}),
 ]
 BN_CASES += [(name, _gyro_bn(make, shape), _gyro_batch(make, **kw)) for name, make, shape, kw in _GYRO]
+BN_CASES += [
+    ("spd-bw-newton-schulz", _spd_bn("bw", sqrtm_method="newton_schulz"), _spd_batch),
+]

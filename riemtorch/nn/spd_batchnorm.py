@@ -17,13 +17,16 @@ METRICS = ("aim", "lem", "lcm", "bw", "gbw")
 
 
 def spd_metric(metric: str, n: int, power: float = 1.0, metric_matrix=None,
-               learn_metric: bool = False, dtype=None, device=None):
+               learn_metric: bool = False, sqrtm_method: str = "eigh", dtype=None, device=None):
     """The SPD manifold for a metric name: ``"aim"``, ``"lem"``, ``"lcm"``, ``"bw"`` or ``"gbw"``
-    (``metric_matrix`` is the GBW matrix ``M``, the identity by default)."""
+    (``metric_matrix`` is the GBW matrix ``M``, the identity by default; ``sqrtm_method``
+    chooses how BW and GBW take matrix square roots)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if metric != "gbw" and (metric_matrix is not None or learn_metric):
         raise ValueError("metric_matrix and learn_metric apply to metric='gbw' only")
+    if metric not in ("bw", "gbw") and sqrtm_method != "eigh":
+        raise ValueError("sqrtm_method applies to metric='bw' and metric='gbw' only")
     if metric == "lem":
         if power != 1.0:
             raise ValueError("the log-Euclidean metric has no power deformation (it is the limit)")
@@ -31,8 +34,11 @@ def spd_metric(metric: str, n: int, power: float = 1.0, metric_matrix=None,
     if metric == "gbw":
         if metric_matrix is None:
             metric_matrix = torch.eye(n, dtype=dtype or torch.get_default_dtype(), device=device)
-        return SPDGeneralizedBuresWasserstein(metric_matrix, power=power, learnable=learn_metric)
-    return {"aim": SPDAffineInvariant, "lcm": SPDLogCholesky, "bw": SPDBuresWasserstein}[metric](power)
+        return SPDGeneralizedBuresWasserstein(metric_matrix, power=power, learnable=learn_metric,
+                                              sqrtm_method=sqrtm_method)
+    if metric == "bw":
+        return SPDBuresWasserstein(power, sqrtm_method=sqrtm_method)
+    return {"aim": SPDAffineInvariant, "lcm": SPDLogCholesky}[metric](power)
 
 
 class SPDBatchNorm(RiemannianBatchNorm):
@@ -66,6 +72,10 @@ class SPDBatchNorm(RiemannianBatchNorm):
         GBW's SPD matrix ``M`` (default identity).
     learn_metric : bool
         Learn ``M`` (a manifold parameter under the affine-invariant metric).
+    sqrtm_method : {"eigh", "newton_schulz"}
+        For BW and GBW: matrix square roots by ``eigh`` or by Newton-Schulz iterations (matrix
+        products only, faster for large batches on GPUs; accuracy in
+        :mod:`riemtorch.linalg.newton_schulz`).
     **kwargs
         ``momentum``, ``eps``, ``normalize_variance``, ``learn_scale``, ``learn_bias``, ``gyro``,
         ``mean_iters``, ``track_running_stats``, ``dtype``, ``device`` as in
@@ -82,8 +92,10 @@ class SPDBatchNorm(RiemannianBatchNorm):
 
     def __init__(self, n: int, metric: str = "aim", power: float = 1.0,
                  channels: Sequence[int] = (), metric_matrix: Optional[torch.Tensor] = None,
-                 learn_metric: bool = False, dtype=None, device=None, **kwargs):
-        manifold = spd_metric(metric, n, power, metric_matrix, learn_metric, dtype, device)
+                 learn_metric: bool = False, sqrtm_method: str = "eigh", dtype=None, device=None,
+                 **kwargs):
+        manifold = spd_metric(metric, n, power, metric_matrix, learn_metric, sqrtm_method, dtype,
+                              device)
         super().__init__(manifold, tuple(channels) + (n, n), dtype=dtype, device=device, **kwargs)
         self.metric = metric
 
