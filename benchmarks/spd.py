@@ -1,16 +1,22 @@
 """SPD geometry: riemtorch against geoopt, spd_learn, pyRiemann and geomstats on the same data.
 
-Run ``python benchmarks/spd.py``. CPU, 2 threads; float64 unless stated. riemtorch runs under
-``riemtorch.config.override(validate=False)`` (validation reads values back to check symmetry
-and positive definiteness; the peers do not validate either). geomstats is timed in a
-subprocess, because importing it changes torch's default dtype for the whole process.
+Run ``python benchmarks/spd.py [--threads N]`` (default 2 threads, for riemtorch and every peer
+alike); float64 unless stated. riemtorch runs under ``riemtorch.config.override(validate=False)``
+(validation reads values back to check symmetry and positive definiteness; the peers do not
+validate either). The libraries are timed in interleaved rounds (one call of each per round), so
+a burst of load from other processes hits all of them alike; the table reports medians and the
+one-minute load average seen at the start. geomstats is timed in a separate process (importing
+it changes torch's default dtype for the whole process), so its ratios are less robust.
 """
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 
 import numpy as np
@@ -24,6 +30,19 @@ warnings.simplefilter("ignore")
 
 def median_ms(fn, repeat=5):
     return _median_ms(fn, repeat=repeat, warmup=1)
+
+
+def interleaved_median_ms(fns, repeat):
+    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def covariances(count, n, samples, seed):
@@ -58,77 +77,83 @@ WORKLOADS = [
 ]
 
 
-def time_riemtorch(d):
+def riemtorch_calls(d):
     import riemtorch
 
     aim, bw = riemtorch.SPDAffineInvariant(), riemtorch.SPDBuresWasserstein()
     x32, y32 = d["x"].float(), d["y"].float()
-    with riemtorch.config.override(validate=False):
-        return {
-            WORKLOADS[0]: median_ms(lambda: aim.dist(d["x"], d["y"])),
-            WORKLOADS[1]: median_ms(lambda: aim.dist(x32, y32)),
-            WORKLOADS[2]: median_ms(lambda: aim.expmap(d["x"], d["u"])),
-            WORKLOADS[3]: median_ms(lambda: aim.logmap(d["x"], d["y"])),
-            WORKLOADS[4]: median_ms(lambda: aim.frechet_mean(d["karcher"], tol=1e-8), repeat=5),
-            WORKLOADS[5]: median_ms(lambda: bw.dist(d["bw_x"], d["bw_y"])),
-            WORKLOADS[6]: median_ms(lambda: bw.frechet_mean(d["bw_x"], tol=1e-8), repeat=5),
-        }
 
+    def quiet(fn):
+        def call():
+            with riemtorch.config.override(validate=False):
+                return fn()
+        return call
 
-def time_eigvalsh(d):
-    x32 = d["x"].float()
     return {
-        WORKLOADS[0]: median_ms(lambda: torch.linalg.eigvalsh(d["x"])),
-        WORKLOADS[1]: median_ms(lambda: torch.linalg.eigvalsh(x32)),
+        WORKLOADS[0]: quiet(lambda: aim.dist(d["x"], d["y"])),
+        WORKLOADS[1]: quiet(lambda: aim.dist(x32, y32)),
+        WORKLOADS[2]: quiet(lambda: aim.expmap(d["x"], d["u"])),
+        WORKLOADS[3]: quiet(lambda: aim.logmap(d["x"], d["y"])),
+        WORKLOADS[4]: quiet(lambda: aim.frechet_mean(d["karcher"], tol=1e-8)),
+        WORKLOADS[5]: quiet(lambda: bw.dist(d["bw_x"], d["bw_y"])),
+        WORKLOADS[6]: quiet(lambda: bw.frechet_mean(d["bw_x"], tol=1e-8)),
     }
 
 
-def time_geoopt(d):
+def eigvalsh_calls(d):
+    x32 = d["x"].float()
+    return {
+        WORKLOADS[0]: lambda: torch.linalg.eigvalsh(d["x"]),
+        WORKLOADS[1]: lambda: torch.linalg.eigvalsh(x32),
+    }
+
+
+def geoopt_calls(d):
     import geoopt
 
     m = geoopt.SymmetricPositiveDefinite()
     x32, y32 = d["x"].float(), d["y"].float()
     return {
-        WORKLOADS[0]: median_ms(lambda: m.dist(d["x"], d["y"])),
-        WORKLOADS[1]: median_ms(lambda: m.dist(x32, y32)),
-        WORKLOADS[2]: median_ms(lambda: m.expmap(d["x"], d["u"])),
-        WORKLOADS[3]: median_ms(lambda: m.logmap(d["x"], d["y"])),
+        WORKLOADS[0]: lambda: m.dist(d["x"], d["y"]),
+        WORKLOADS[1]: lambda: m.dist(x32, y32),
+        WORKLOADS[2]: lambda: m.expmap(d["x"], d["u"]),
+        WORKLOADS[3]: lambda: m.logmap(d["x"], d["y"]),
     }
 
 
-def time_spd_learn(d):
+def spd_learn_calls(d):
     import spd_learn.functional as F
 
     x32, y32 = d["x"].float(), d["y"].float()
     return {
-        WORKLOADS[0]: median_ms(lambda: F.airm_distance(d["x"], d["y"])),
-        WORKLOADS[1]: median_ms(lambda: F.airm_distance(x32, y32)),
-        WORKLOADS[2]: median_ms(lambda: F.exp_map_airm(d["x"], d["u"])),
-        WORKLOADS[3]: median_ms(lambda: F.log_map_airm(d["x"], d["y"])),
-        WORKLOADS[4]: median_ms(lambda: F.mean_riemann(d["karcher"], tol=1e-8), repeat=3),
-        WORKLOADS[5]: median_ms(lambda: F.bures_wasserstein_distance(d["bw_x"], d["bw_y"])),
-        WORKLOADS[6]: median_ms(lambda: F.bures_wasserstein_mean(d["bw_x"], tol=1e-8), repeat=3),
+        WORKLOADS[0]: lambda: F.airm_distance(d["x"], d["y"]),
+        WORKLOADS[1]: lambda: F.airm_distance(x32, y32),
+        WORKLOADS[2]: lambda: F.exp_map_airm(d["x"], d["u"]),
+        WORKLOADS[3]: lambda: F.log_map_airm(d["x"], d["y"]),
+        WORKLOADS[4]: lambda: F.mean_riemann(d["karcher"], tol=1e-8),
+        WORKLOADS[5]: lambda: F.bures_wasserstein_distance(d["bw_x"], d["bw_y"]),
+        WORKLOADS[6]: lambda: F.bures_wasserstein_mean(d["bw_x"], tol=1e-8),
     }
 
 
-def time_pyriemann(d):
+def pyriemann_calls(d):
     from pyriemann.geometry import distance, mean, tangentspace
 
     x, y, u = d["x"].numpy(), d["y"].numpy(), d["u"].numpy()
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
     k, bx, by = d["karcher"].numpy(), d["bw_x"].numpy(), d["bw_y"].numpy()
     return {
-        WORKLOADS[0]: median_ms(lambda: distance.distance_riemann(x, y)),
-        WORKLOADS[1]: median_ms(lambda: distance.distance_riemann(x32, y32)),
-        WORKLOADS[2]: median_ms(lambda: tangentspace.exp_map_riemann(u, x, Cm12=True)),
-        WORKLOADS[3]: median_ms(lambda: tangentspace.log_map_riemann(y, x, C12=True)),
-        WORKLOADS[4]: median_ms(lambda: mean.mean_riemann(k, tol=1e-8), repeat=3),
-        WORKLOADS[5]: median_ms(lambda: distance.distance_wasserstein(bx, by)),
-        WORKLOADS[6]: median_ms(lambda: mean.mean_wasserstein(bx, tol=1e-8), repeat=3),
+        WORKLOADS[0]: lambda: distance.distance_riemann(x, y),
+        WORKLOADS[1]: lambda: distance.distance_riemann(x32, y32),
+        WORKLOADS[2]: lambda: tangentspace.exp_map_riemann(u, x, Cm12=True),
+        WORKLOADS[3]: lambda: tangentspace.log_map_riemann(y, x, C12=True),
+        WORKLOADS[4]: lambda: mean.mean_riemann(k, tol=1e-8),
+        WORKLOADS[5]: lambda: distance.distance_wasserstein(bx, by),
+        WORKLOADS[6]: lambda: mean.mean_wasserstein(bx, tol=1e-8),
     }
 
 
-def time_geomstats(path):
+def time_geomstats(path, threads):
     """Run in a subprocess: geomstats sets torch's default dtype on import."""
     os.environ["GEOMSTATS_BACKEND"] = "pytorch"
     import geomstats.backend  # noqa: F401
@@ -136,7 +161,7 @@ def time_geomstats(path):
                                                  SPDMatrices)
     from geomstats.learning.frechet_mean import FrechetMean
 
-    setup()
+    setup(threads)
     d = torch.load(path)
     aim = SPDMatrices(16, equip=False)
     aim.equip_with_metric(SPDAffineMetric)
@@ -157,11 +182,12 @@ def time_geomstats(path):
     }
 
 
-def run_geomstats(d):
+def run_geomstats(d, threads):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.pt")
         torch.save(d, path)
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--geomstats", path],
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--geomstats", path,
+                              "--threads", str(threads)],
                              capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(f"geomstats skipped: {out.stderr.strip().splitlines()[-1:]}")
@@ -169,35 +195,74 @@ def run_geomstats(d):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
-    setup()
+def accuracy_rows(d):
+    """Relative error of the tol=1e-8 means against pyRiemann's at tol=1e-13 (converged)."""
+    import riemtorch
+    from pyriemann.geometry import mean
+
+    rows = []
+    for label, ours, theirs, data in [
+        ("Karcher mean", riemtorch.SPDAffineInvariant(), mean.mean_riemann, d["karcher"]),
+        ("BW barycenter", riemtorch.SPDBuresWasserstein(), mean.mean_wasserstein, d["bw_x"]),
+    ]:
+        reference = torch.as_tensor(theirs(data.numpy(), tol=1e-13, maxiter=200))
+
+        def error(m):
+            return float((torch.as_tensor(m) - reference).abs().max() / reference.abs().max())
+
+        rows.append([label, error(ours.frechet_mean(data, tol=1e-8)),
+                     error(theirs(data.numpy(), tol=1e-8))])
+    return rows
+
+
+# Means take hundreds of ms per call: fewer rounds keep a run short.
+REPEATS = {WORKLOADS[4]: 3, WORKLOADS[6]: 3}
+
+
+def main(threads):
+    setup(threads)
+    load = os.getloadavg()[0]
     d = make_data()
-    peers = {}
-    for name, fn in [("geoopt", time_geoopt), ("spd_learn", time_spd_learn),
-                     ("pyRiemann", time_pyriemann)]:
-        print(f"timing {name}", file=sys.stderr)
+    calls = {"riemtorch": riemtorch_calls(d), "one batched eigvalsh": eigvalsh_calls(d)}
+    for name, fn in [("geoopt", geoopt_calls), ("spd_learn", spd_learn_calls),
+                     ("pyRiemann", pyriemann_calls)]:
         try:
-            peers[name] = fn(d)
+            calls[name] = fn(d)
         except ImportError as err:
             print(f"{name} skipped: {err}")
-    peers["geomstats"] = run_geomstats(d)
-    ours = time_riemtorch(d)
-    eig = time_eigvalsh(d)
-    names = list(peers)
+    timed = {name: {} for name in calls}
+    for w in WORKLOADS:
+        print(f"timing {w}", file=sys.stderr)
+        fns = {name: c[w] for name, c in calls.items() if w in c}
+        for name, ms in interleaved_median_ms(fns, REPEATS.get(w, 5)).items():
+            timed[name][w] = ms
+    timed["geomstats"] = run_geomstats(d, threads)
+    ours, eig = timed["riemtorch"], timed["one batched eigvalsh"]
+    names = [n for n in timed if n not in ("riemtorch", "one batched eigvalsh")]
     columns = (["workload", "riemtorch"] + names + ["one batched eigvalsh"]
                + [f"{p} / riemtorch" for p in names] + ["riemtorch / eigvalsh"])
     rows = []
     for w in WORKLOADS:
-        times = [peers[p].get(w) for p in names]
+        times = [timed[p].get(w) for p in names]
         base = eig.get(w)
         rows.append([w, ours[w]] + times + [base]
                     + [t / ours[w] if t else None for t in times]
                     + [ours[w] / base if base else None])
-    print_table("SPD geometry, median ms (validation off)", columns, rows)
+    print_table(f"SPD geometry, median ms (validation off; load average {load:.1f} at start)",
+                columns, rows)
+    try:
+        print_table("Means at tol=1e-8: max relative error against pyRiemann at tol=1e-13",
+                    ["mean", "riemtorch", "pyRiemann"], accuracy_rows(d))
+    except ImportError as err:
+        print(f"accuracy check skipped: {err}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--geomstats":
-        print(json.dumps(time_geomstats(sys.argv[2])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--geomstats", metavar="DATA")
+    args = parser.parse_args()
+    if args.geomstats:
+        print(json.dumps(time_geomstats(args.geomstats, args.threads)))
     else:
-        main()
+        main(args.threads)

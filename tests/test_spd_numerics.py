@@ -75,7 +75,7 @@ def test_distance_gradient_is_finite_at_coincident_points_and_identity(name, kwa
 @pytest.mark.parametrize("name, kwargs", METRICS, ids=IDS)
 def test_distance_gradcheck(name, kwargs):
     m = make(name, n=3, **kwargs)
-    x, y = spd((2,), n=3, seed=4), spd((2,), n=3, seed=5)
+    x, y = spd((1,), n=3, seed=4), spd((1,), n=3, seed=5)
     x.requires_grad_(True)
     y.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: m.dist(sym(a), sym(b)), (x, y))

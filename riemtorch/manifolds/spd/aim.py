@@ -10,6 +10,7 @@ They take tensors in the working dtype (see :mod:`riemtorch.manifolds.spd.common
 import torch
 
 from riemtorch.linalg.batched import map_batch_chunks
+from riemtorch.linalg import spectral
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.base import GyroSPDManifold
@@ -162,6 +163,16 @@ class SPDAffineInvariant(GyroSPDManifold):
 
     def _transp(self, x, y, v):
         return aim_transp(x, y, v)
+
+    def _center(self, x, mean):
+        # Parallel transport to I of Log_M X is M^-1/2 Log_M(X) M^-1/2 = logm(M^-1/2 X M^-1/2).
+        inv_root = common.funcm(mean, spectral.INV_SQRT)
+        return common.logm(sym(inv_root @ x @ inv_root))
+
+    def _uncenter(self, u, point):
+        # Exp_P of the transport P^1/2 U P^1/2 of U from I is P^1/2 expm(U) P^1/2.
+        root = common.sqrtm(point)
+        return sym(root @ common.expm(u) @ root)
 
     def _geodesic(self, x, y, t):
         return aim_geodesic(x, y, t)

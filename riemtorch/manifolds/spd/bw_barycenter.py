@@ -69,12 +69,13 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
 
     There the chord step solves its Lyapunov equation by an entrywise division. Returns the
     refined root and whether the largest relative residual ``||Ct - Rt^2|| / ||Ct||`` reached
-    ``target``; gives up (``False``) when the first residual exceeds ``1e-3``, where a fresh
-    ``eigh`` beats several slow steps, or when a step gains less than tenfold.
+    ``target``; gives up (``False``) when the first residual exceeds ``1e-4`` (the stored root
+    is then too far for fast steps, and a fresh ``eigh`` costs less than several slow ones),
+    or when a step gains less than tenfold.
     """
     denominator = sig.unsqueeze(-1) + sig.unsqueeze(-2)
     scale = torch.linalg.matrix_norm(ct)
-    previous = 1e-3
+    previous = 1e-3  # so that a first residual above 1e-4 gives up at once
     for step in range(max_steps + 1):
         residual = ct - rt @ rt
         size = float((torch.linalg.matrix_norm(residual) / scale).amax())
@@ -83,7 +84,8 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
         if step == max_steps or size > 0.1 * previous:
             return rt, False
         previous = size
-        rt = rt + sym(residual / denominator)
+        # no symmetrisation: the asymmetry stays at rounding level and the sum is symmetrised
+        rt = rt + residual / denominator
     return rt, False
 
 
@@ -110,6 +112,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
 
     Stops after the update from an iterate whose descent direction ``sum_i w_i Log_S X_i``
     has Frobenius norm at most ``tol`` (the criterion of pyRiemann's ``mean_wasserstein``).
+    Returns the barycenter and whether that criterion was met within ``max_iter``.
     """
     factor = common.cholesky((w * xs).sum(0))
     eps = torch.finfo(xs.dtype).eps
@@ -126,17 +129,25 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
         crit = torch.linalg.matrix_norm(half + half.transpose(-1, -2) - 2 * s)
         factor = inv_t @ q
         if bool(crit.amax() <= tol):
-            break
-    return sym(factor @ factor.transpose(-1, -2))
+            return sym(factor @ factor.transpose(-1, -2)), True
+    return sym(factor @ factor.transpose(-1, -2)), False
+
+
+def unrolled_fixed_point(xs, w, iterations, method="eigh"):
+    """``iterations`` steps of ``S <- Phi(S)`` from the arithmetic mean, differentiated by
+    autograd through every step: the derivative of a truncated iteration."""
+    s = (w * xs).sum(0)
+    for _ in range(iterations):
+        s = fixed_point_map(s, xs, w, method)
+    return s
 
 
 class _Barycenter(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, w, tol, max_iter, method):
-        s = barycenter_fixed_point(xs, w, tol, max_iter, method)
+    def forward(ctx, xs, w, s, method):
         ctx.save_for_backward(xs, w, s)
         ctx.method = method
-        return s
+        return s.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -161,7 +172,7 @@ class _Barycenter(torch.autograd.Function):
         grads = iter(torch.autograd.grad(image, inputs, adjoint) if inputs else ())
         grad_xs = next(grads) if ctx.needs_input_grad[0] else None
         grad_w = next(grads) if ctx.needs_input_grad[1] else None
-        return grad_xs, grad_w, None, None, None
+        return grad_xs, grad_w, None, None
 
 
 def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
@@ -183,6 +194,15 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
     Returns
     -------
     torch.Tensor
-        The barycenter ``(..., n, n)``, differentiable in ``xs`` and ``w`` (implicitly).
+        The barycenter ``(..., n, n)``, differentiable in ``xs`` and ``w``: implicitly when
+        the iteration converged, else through ``max_iter`` unrolled steps of the same
+        iteration (so the gradient is that of the value returned).
     """
-    return _Barycenter.apply(xs, w, float(tol), int(max_iter), check_method(method))
+    method = check_method(method)
+    with torch.no_grad():
+        s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method)
+    if not (torch.is_grad_enabled() and (xs.requires_grad or w.requires_grad)):
+        return s
+    if converged:
+        return _Barycenter.apply(xs, w, s, method)
+    return unrolled_fixed_point(xs, w, int(max_iter), method)

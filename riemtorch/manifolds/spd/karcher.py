@@ -20,6 +20,10 @@ The backward is the implicit function theorem at the solution: ``dM = L H^-1[R] 
 through one more ``eigh`` and one conjugate-gradient solve ``H[Z] = L^T G L``:
 ``grad X_i = w_i L^-T Dlog_{W_i}[Z] L^-1`` and ``grad w_i = <Z, log W_i>``. Both are finite at
 repeated eigenvalues (the divided differences of ``log`` are evaluated without cancellation).
+They are the derivatives of the exact mean: when ``max_iter`` stops the iteration before
+convergence, the value returned is the last Newton iterate (on the benchmark's Wishart samples
+one step takes the gradient norm from ``3e-2`` to ``1.5e-9``) while the gradient remains that
+of the mean.
 """
 
 import torch
@@ -47,9 +51,9 @@ def _weighted_sum_in_eigenbasis(u, b):
     return sym(common.sum_of_products(u @ b, u))
 
 
-def _log_sum(lam, u, w):
-    """``sum_i w_i log W_i``."""
-    return sym(common.sum_of_products(u * (w.squeeze(-1) * lam.log()).unsqueeze(-2), u))
+def _log_sum(loglam, u, w):
+    """``sum_i w_i log W_i`` from the logarithms of the eigenvalues."""
+    return sym(common.sum_of_products(u * (w.squeeze(-1) * loglam).unsqueeze(-2), u))
 
 
 def _fast_log_divided_differences(lam, loglam):
@@ -100,8 +104,10 @@ def _conjugate_gradient(op, b, atol, max_iter=30):
 def arithmetic_harmonic_start(xs, w):
     """Geometric mean ``A # H`` of the weighted arithmetic and harmonic means, ``(..., n, n)``.
 
-    Exact when the samples commute and are log-symmetric about their mean, and a close start
-    in general; it needs Cholesky factors of the samples, no eigendecomposition.
+    Exact for two equally weighted commuting samples and a close start in general (about
+    ``6e-3`` relative on the Wishart samples of the benchmark, where the log-Euclidean mean is
+    ``5e-4`` off but costs a batched ``eigh``); it needs Cholesky factors, no
+    eigendecomposition of the samples.
     """
     arith = (w * xs).sum(0)
     inverse_mean = (w * torch.cholesky_inverse(common.cholesky(xs))).sum(0)
@@ -125,7 +131,7 @@ def newton_karcher_mean(xs, w, tol, max_iter, input_dtype):
         chol = common.cholesky(mean)
         lam, u, _ = _whitened_spectrum(xs, chol, input_dtype)
         loglam = lam.log()
-        grad = _log_sum(lam, u, w)
+        grad = _log_sum(loglam, u, w)
         crit = torch.linalg.matrix_norm(grad)
         nu = torch.where(crit >= previous, 0.5 * nu, (2.0 * nu).clamp_max(1.0))
         previous = crit
