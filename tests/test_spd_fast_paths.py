@@ -82,7 +82,8 @@ def test_fast_means_match_pyriemann_on_many_samples(name, reference):
     assert relative(mean, torch.as_tensor(expected)) <= 1e-8
 
 
-@pytest.mark.parametrize("name, tol", [("SPDAffineInvariant", 1e-11), ("SPDBuresWasserstein", 1e-6)])
+@pytest.mark.parametrize("name, tol", [("SPDAffineInvariant", 1e-11),
+                                       ("SPDBuresWasserstein", 1e-6)])
 def test_means_of_widely_spread_samples_are_critical_points(name, tol):
     # pyRiemann's step-size decay stalls here (its AIM gradient stays near 5e-5), so the check
     # is first-order optimality, with the logarithm computed by the manifold's own map.
@@ -123,3 +124,9 @@ def test_thread_split_batches_are_bitwise_equal(monkeypatch):
     grad_input = x.clone().requires_grad_(True)
     out = map_batch_chunks(torch.linalg.eigvalsh, grad_input, min_chunk=16)
     assert out.grad_fn is not None
+
+
+def test_truncated_barycenter_gradient_is_that_of_the_returned_value():
+    bw = riemtorch.SPDBuresWasserstein()
+    x = spd((3,), n=2, cond=20.0, seed=13).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: bw.frechet_mean(sym(a), max_iter=2), (x,))

@@ -14,8 +14,13 @@ root, ``R0 E + E R0 = V``. Kept in the stored eigenbasis (``U^T C_i U``, ``U^T R
 is one batched product and an entrywise division instead of an ``eigh``. Each step reduces the
 error by about the relative distance between the stored and the current root, a thousandfold
 once the iterate has settled; a large first residual or a step that gains less than tenfold
-triggers a fresh ``eigh``. Typically the first two iterations decompose and the rest refine. With ``method="newton_schulz"`` every iteration takes the roots
-from :func:`riemtorch.linalg.sqrtm_invsqrtm_newton_schulz` (matrix products only).
+triggers a fresh ``eigh``. Typically the first two iterations decompose and the rest refine.
+With ``method="newton_schulz"`` every iteration takes the roots from
+:func:`riemtorch.linalg.sqrtm_invsqrtm_newton_schulz` (matrix products only).
+
+When ``max_iter`` stops the iteration before convergence and a gradient is needed, the
+iteration is rerun with autograd through every step instead, so the gradient is that of the
+value returned.
 
 The backward differentiates the fixed point ``S = Phi(S, X, w)`` implicitly: the adjoint
 ``u = G + (dPhi/dS)^T u`` is summed as a Neumann series (it converges at the rate of the
