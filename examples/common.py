@@ -41,6 +41,24 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     return float((pred == y).double().mean())
 
 
+def train_epoch(model, optimizer, loss_fn, x, y, batch_size: int, generator=None) -> float:
+    """One pass of shuffled minibatches (a last batch of one sample is skipped, batch norm needs
+    two); returns the mean training loss."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator, device="cpu").to(x.device)
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        idx = order[i:i + batch_size]
+        if len(idx) < 2:
+            continue
+        optimizer.zero_grad()
+        loss = loss_fn(model(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(idx)
+    return total / len(x)
+
+
 def train(model, optimizer, x, y, epochs: int, batch_size: int, x_eval=None, y_eval=None,
           label: str = "train", generator=None):
     """Minibatch cross-entropy training; returns per-epoch loss and evaluation accuracy."""
@@ -48,20 +66,8 @@ def train(model, optimizer, x, y, epochs: int, batch_size: int, x_eval=None, y_e
     loss_fn = torch.nn.CrossEntropyLoss()
     bar = tqdm(range(epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
-        model.train()
-        order = torch.randperm(len(x), generator=generator, device="cpu").to(x.device)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2:
-                continue
-            optimizer.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
         history["epoch"].append(epoch + 1)
-        history["loss"].append(total / len(x))
+        history["loss"].append(train_epoch(model, optimizer, loss_fn, x, y, batch_size, generator))
         acc = accuracy(model, x_eval, y_eval) if x_eval is not None else float("nan")
         history["eval_accuracy"].append(acc)
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{acc:.3f}")

@@ -129,23 +129,12 @@ def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
     history = {"epoch": [], "loss": [], "eval_accuracy": [], "validation_loss": [], "test_accuracy": []}
     bar = common.tqdm(range(args.epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
-        model.train()
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        total = 0.0
-        for i in range(0, len(x), args.batch_size):
-            idx = order[i:i + args.batch_size]
-            if len(idx) < 2:
-                continue
-            optimizer.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
+        train_loss = common.train_epoch(model, optimizer, loss_fn, x, y, args.batch_size, generator)
         model.eval()
         with torch.no_grad():
             logits = model(data["validation"][0])
         history["epoch"].append(epoch + 1)
-        history["loss"].append(total / len(x))
+        history["loss"].append(train_loss)
         history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
         history["eval_accuracy"].append(float((logits.argmax(-1) == data["validation"][1]).double().mean()))
         history["test_accuracy"].append(common.accuracy(model, *data["test"]))
