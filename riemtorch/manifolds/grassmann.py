@@ -6,12 +6,7 @@ from riemtorch.linalg.symmetric import eigh, sym
 from riemtorch.manifolds import grassmann_math as gm
 from riemtorch.manifolds import stiefel_math as sm
 from riemtorch.manifolds.base import Manifold, broadcast_batch
-from riemtorch.manifolds.stiefel import (
-    _check_option,
-    _orthonormality_error,
-    check_matrix_shape,
-    check_size,
-)
+from riemtorch.manifolds.stiefel import Stiefel, _check_option, check_size
 from riemtorch.linalg.safe import safe_sqrt
 
 _RETRACTIONS = ("exp", "polar", "qr", "cayley")
@@ -70,14 +65,9 @@ class Grassmann(Manifold):
         return f"retraction={self.retraction!r}"
 
     # ---- checks ----------------------------------------------------------------------------
-    def _check_shape(self, shape, name):
-        return check_matrix_shape(shape, name)
-
-    def _check_point_on_manifold(self, x, atol, rtol):
-        err = _orthonormality_error(x)
-        if bool(err > atol):
-            return False, f"X^T X differs from I by {float(err):.3g} (tolerance {atol:g})"
-        return True, None
+    # A basis of a subspace is a point of the Stiefel manifold: the same shape and point checks.
+    _check_shape = Stiefel._check_shape
+    _check_point_on_manifold = Stiefel._check_point_on_manifold
 
     def _check_vector_on_tangent(self, x, u, atol, rtol):
         xu = x.transpose(-1, -2) @ u
