@@ -6,7 +6,7 @@ from riemtorch.linalg.symmetric import eigh, sym
 from riemtorch.manifolds import grassmann_math as gm
 from riemtorch.manifolds import stiefel_math as sm
 from riemtorch.manifolds.base import Manifold, broadcast_batch
-from riemtorch.manifolds.stiefel import Stiefel, _check_option, check_size
+from riemtorch.manifolds.stiefel import Stiefel, _check_option
 from riemtorch.linalg.safe import safe_sqrt
 
 _RETRACTIONS = ("exp", "polar", "qr", "cayley")
@@ -120,17 +120,10 @@ class Grassmann(Manifold):
     def transp(self, x, y, v):
         return gm.grassmann_transp(x, y, v)
 
-    def random(self, *size, n=3, p=2, dtype=None, device=None, generator=None):
-        """Uniform subspaces: the ``Q`` factor (``diag(R) > 0``) of a Gaussian ``(*size, n, p)``."""
-        check_size(n, p)
-        g = torch.randn(*size, n, p, dtype=dtype, device=device, generator=generator)
-        return sm.qr_orthonormal(g)
-
-    def origin(self, *size, n=3, p=2, dtype=None, device=None):
-        """``I_{n,p} = [I_p; 0]`` with batch shape ``size``."""
-        check_size(n, p)
-        e = torch.eye(n, p, dtype=dtype, device=device)
-        return e.expand(*size, n, p).clone()
+    # Haar-uniform Stiefel points span uniformly distributed subspaces; the origin is I_{n,p}.
+    random = Stiefel.random
+    origin = Stiefel.origin
+    origin_like = Stiefel.origin_like
 
     # ---- Fréchet mean --------------------------------------------------------------------------
     def _initial_mean(self, x, w):
@@ -143,10 +136,6 @@ class Grassmann(Manifold):
         return sm.polar(top @ (top.transpose(-1, -2) @ x[0]))
 
     # ---- gyro structure ------------------------------------------------------------------------
-    def origin_like(self, x):
-        return self.origin(*x.shape[:-2], n=x.shape[-2], p=x.shape[-1], dtype=x.dtype,
-                           device=x.device)
-
     def _origin_like(self, x):
         n, p = x.shape[-2:]
         return torch.eye(n, p, dtype=x.dtype, device=x.device)
