@@ -94,10 +94,11 @@ class _Exp(SpectralFunction):
 
 
 class Power(SpectralFunction):
-    """``x ** p`` for a real ``p`` on positive eigenvalues."""
+    """``x ** p`` for a real ``p`` on positive eigenvalues; ``p`` is a number or a tensor that
+    broadcasts against the eigenvalues (in ``f``) and their pairs (in ``loewner``)."""
 
-    def __init__(self, p: float):
-        self.p = float(p)
+    def __init__(self, p):
+        self.p = p if isinstance(p, torch.Tensor) else float(p)
         super().__init__(
             lambda x: x.pow(self.p), lambda x: self.p * x.pow(self.p - 1.0), needs_positive=True
         )
@@ -105,7 +106,7 @@ class Power(SpectralFunction):
     def loewner(self, lam):
         lo, hi = _pairs(lam)
         x = (hi - lo) / lo
-        ratio = _safe_ratio(torch.expm1(self.p * torch.log1p(x)), x, torch.full_like(x, self.p))
+        ratio = _safe_ratio(torch.expm1(self.p * torch.log1p(x)), x, torch.zeros_like(x) + self.p)
         return lo.pow(self.p - 1.0) * ratio
 
 

@@ -143,14 +143,20 @@ class RiemannianBatchNorm(nn.Module):
             self.running_mean.copy_(self.manifold.geodesic(self.running_mean, mean, self.momentum))
             self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _uses_batch_statistics(self, x: torch.Tensor) -> bool:
+        """Check the input shape; whether this call normalises with batch statistics."""
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"expected input of shape (batch, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
         if not (self.training or not self.track_running_stats):
-            return self.normalize(x, self.running_mean, self.running_var)
+            return False
         if x.shape[0] < 2 and self.training:
             raise ValueError("batch normalisation needs more than one sample per batch in training")
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._uses_batch_statistics(x):
+            return self.normalize(x, self.running_mean, self.running_var)
         sync = self.sync and self.training
         batch = gather_batch(x, self.process_group) if sync else x
         mean = self._batch_mean(batch)

@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from riemtorch.manifolds.base import default_mean_tolerance
 from riemtorch.manifolds.spd import (
     SPDAffineInvariant,
     SPDBuresWasserstein,
@@ -11,6 +12,9 @@ from riemtorch.manifolds.spd import (
     SPDLogCholesky,
     SPDLogEuclidean,
 )
+from riemtorch.linalg.symmetric import sym
+from riemtorch.manifolds.spd import common
+from riemtorch.nn.aim_normalize import aim_normalize
 from riemtorch.nn.batchnorm import RiemannianBatchNorm
 
 METRICS = ("aim", "lem", "lcm", "bw", "gbw")
@@ -101,3 +105,29 @@ class SPDBatchNorm(RiemannianBatchNorm):
 
     def extra_repr(self) -> str:
         return f"metric={self.metric!r}, " + super().extra_repr()
+
+    def _fused(self) -> bool:
+        """Whether the affine-invariant transport form runs fused
+        (:mod:`riemtorch.nn.aim_normalize`): same outputs, one ``eigh`` of the centred samples
+        instead of three, no ``eigh`` in the backward pass."""
+        return (self.metric == "aim" and self.manifold.power == 1 and not self.gyro
+                and not (self.sync and self.training))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._fused():
+            return super().forward(x)
+        batch_stats = self._uses_batch_statistics(x)
+        common.check_matrices(x, "input")
+        dtype, (xs, scale) = common.promote(x, self.scale)
+        options = dict(eps=self.eps, tol=default_mean_tolerance(dtype),
+                       max_iter=100 if self.mean_iters is None else self.mean_iters,
+                       normalize=self.normalize_variance, input_dtype=x.dtype)
+        if batch_stats:
+            z, mean, var = aim_normalize(xs, scale, **options)
+            if self.training and self.track_running_stats:
+                self._update_running(mean.to(dtype), var.to(dtype))
+        else:
+            z = aim_normalize(xs, scale, self.running_mean.to(xs.dtype),
+                              self.running_var.to(xs.dtype), **options)[0]
+        root = common.sqrtm(self.bias.to(xs.dtype))
+        return sym(common.congruence_shared(root, z)).to(dtype)

@@ -1,7 +1,7 @@
 """Affine-invariant (Karcher) mean by Riemannian Newton steps, differentiated implicitly.
 
-In the frame of the current estimate ``M = L L^T`` the samples are ``W_i = L^-1 X_i L^-T`` and
-the mean solves ``F(M) = sum_i w_i log W_i = 0``. Moving the estimate to ``L (I + D) L^T``
+In the frame of the current estimate ``M`` the samples are ``W_i = M^-1/2 X_i M^-1/2`` and
+the mean solves ``F(M) = sum_i w_i log W_i = 0``. Moving the estimate to ``M^1/2 (I + D) M^1/2``
 changes ``F`` by ``-H[D]`` to first order, with the Hessian
 
 ``H[D] = sum_i w_i U_i (K_i o (U_i^T D U_i)) U_i^T``,
@@ -9,18 +9,18 @@ changes ``F`` by ``-H[D]`` to first order, with the Hessian
 
 for ``W_i = U_i diag(l) U_i^T``. ``K >= 1`` entrywise, so ``H`` is symmetric positive definite
 with all eigenvalues at least 1 and, for moderately spread data, close to 1: conjugate
-gradients solve ``H[V] = F`` in a few matrix products, and the Newton step ``M <- L exp(V) L^T``
-converges quadratically. Every iteration costs one batched ``eigh`` of the samples (the logs
+gradients solve ``H[V] = F`` in a few matrix products, and the Newton step
+``M <- M^1/2 exp(V) M^1/2`` converges quadratically. Every iteration costs one batched ``eigh`` of the samples (the logs
 and ``H`` come from the same decomposition); started from the geometric mean of the
 arithmetic and harmonic means (no eigendecomposition of the samples), two iterations typically
-reach ``||F|| < 1e-8``, where the Karcher flow ``M <- L exp(F) L^T`` needs five or more.
+reach ``||F|| < 1e-8``, where the Karcher flow ``M <- M^1/2 exp(F) M^1/2`` needs five or more.
 
-The backward is the implicit function theorem at the solution: ``dM = L H^-1[R] L^T`` with
-``R = sum_i dw_i log W_i + w_i Dlog_{W_i}[L^-1 dX_i L^-T]``, so a loss gradient ``G`` pulls back
-through one more ``eigh`` and one conjugate-gradient solve ``H[Z] = L^T G L``:
-``grad X_i = w_i L^-T Dlog_{W_i}[Z] L^-1`` and ``grad w_i = <Z, log W_i>``. Both are finite at
-repeated eigenvalues (the divided differences of ``log`` are evaluated without cancellation).
-They are the derivatives of the exact mean: when ``max_iter`` stops the iteration before
+The backward is the implicit function theorem at the solution: with ``P = M^-1/2``,
+``dM = M^1/2 H^-1[R] M^1/2`` where ``R = sum_i dw_i log W_i + w_i Dlog_{W_i}[P dX_i P]``, so a
+loss gradient ``G`` pulls back through one more ``eigh`` and one conjugate-gradient solve
+``H[Z] = M^1/2 G M^1/2``: ``grad X_i = w_i P Dlog_{W_i}[Z] P`` and ``grad w_i = <Z, log W_i>``.
+Both are finite at repeated eigenvalues (the divided differences of ``log`` are evaluated
+without cancellation). They are the derivatives of the exact mean: when ``max_iter`` stops the iteration before
 convergence, the value returned is the last Newton iterate (on the benchmark's Wishart samples
 one step takes the gradient norm from ``3e-2`` to ``1.5e-9``) while the gradient remains that
 of the mean.
@@ -38,12 +38,25 @@ def _inner(a, b):
     return (a * b).sum(dim=(-1, -2))
 
 
-def _whitened_spectrum(xs, chol, input_dtype):
-    """Eigenvalues and eigenvectors of ``L^-1 X_i L^-T`` (``eigh`` reads one triangle)."""
-    eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device)
-    inv = torch.linalg.solve_triangular(chol, eye, upper=False)
-    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(inv, xs))
-    return floor_eigenvalues(lam, input_dtype), u, inv
+def _symmetric_frame(mean):
+    """``(M^1/2, M^-1/2)`` and the eigendecomposition ``(mu, V)`` of ``M`` (no autograd)."""
+    mu, v = torch.linalg.eigh(mean)
+    mu = mu.clamp_min(torch.finfo(mu.dtype).tiny)
+    vt = v.transpose(-1, -2)
+    root = (v * mu.sqrt().unsqueeze(-2)) @ vt
+    inv_root = (v * mu.rsqrt().unsqueeze(-2)) @ vt
+    return root, inv_root, mu, v
+
+
+def whitened_spectrum(xs, mean, input_dtype):
+    """Frame of ``M`` and eigenvalues and eigenvectors of ``W_i = M^-1/2 X_i M^-1/2``.
+
+    Returns ``(M^1/2, M^-1/2, lam, U)``; ``eigh`` reads one triangle, so ``W_i`` is not
+    symmetrised, and the batch is split over threads (no autograd).
+    """
+    root, inv_root, _, _ = _symmetric_frame(mean)
+    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(inv_root, xs))
+    return root, inv_root, floor_eigenvalues(lam, input_dtype), u
 
 
 def _weighted_sum_in_eigenbasis(u, b):
@@ -117,30 +130,89 @@ def arithmetic_harmonic_start(xs, w):
     return common.unwhiten(chol, common.powm(whitened_inverse, -0.5))
 
 
+def karcher_gradient(lam, u, w):
+    """``log lam``, ``F(M) = sum_i w_i log W_i`` and its Frobenius norms from the spectra."""
+    loglam = lam.log()
+    grad = _log_sum(loglam, u, w)
+    return loglam, grad, torch.linalg.matrix_norm(grad)
+
+
+def _damping(nu, crit, previous):
+    """Halve the step whenever ``||F||`` fails to decrease, double it back up to 1 otherwise."""
+    return torch.where(crit >= previous, 0.5 * nu, (2.0 * nu).clamp_max(1.0))
+
+
+def newton_step(root, lam, loglam, u, w, grad, crit, nu, tol):
+    """The damped Newton step ``M^1/2 exp(nu H^-1[F]) M^1/2`` from ``M = root^2``.
+
+    ``H^-1[F]`` is solved inexactly, to the relative residual ``min(1/2, ||F|| / 100)`` (a
+    forcing term proportional to ``||F||`` keeps the convergence quadratic) and never beyond
+    ``tol / 10``: far from the mean a few conjugate-gradient products suffice."""
+    hessian = _Hessian(lam, u, w, _fast_log_divided_differences(lam, loglam))
+    top = crit.amax()
+    atol = max(0.1 * tol, float(top * (0.01 * top).clamp_max(0.5)))
+    step = _conjugate_gradient(hessian, grad, atol=atol)
+    return sym(root @ common.expm(nu[..., None, None] * sym(step)) @ root)
+
+
 def newton_karcher_mean(xs, w, tol, max_iter, input_dtype):
     """Newton iterations for the weighted Karcher mean (no autograd; see the module docstring).
 
-    The step is damped by ``nu`` (halved whenever ``||F||`` fails to decrease, doubled back up
-    to 1 otherwise). It stops after the step taken from an estimate with ``||F|| <= tol``, so
-    the returned mean is one (quadratically convergent) step past the last one checked.
+    It stops after the step taken from an estimate with ``||F|| <= tol``, so the returned mean
+    is one (quadratically convergent) step past the last one checked.
     """
     mean = arithmetic_harmonic_start(xs, w)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
     previous = torch.full_like(nu, float("inf"))
     for _ in range(max_iter):
-        chol = common.cholesky(mean)
-        lam, u, _ = _whitened_spectrum(xs, chol, input_dtype)
-        loglam = lam.log()
-        grad = _log_sum(loglam, u, w)
-        crit = torch.linalg.matrix_norm(grad)
-        nu = torch.where(crit >= previous, 0.5 * nu, (2.0 * nu).clamp_max(1.0))
-        previous = crit
-        hessian = _Hessian(lam, u, w, _fast_log_divided_differences(lam, loglam))
-        step = _conjugate_gradient(hessian, grad, atol=0.1 * tol)
-        mean = common.unwhiten(chol, common.expm(nu[..., None, None] * sym(step)))
+        root, _, lam, u = whitened_spectrum(xs, mean, input_dtype)
+        loglam, grad, crit = karcher_gradient(lam, u, w)
+        nu, previous = _damping(nu, crit, previous), crit
+        mean = newton_step(root, lam, loglam, u, w, grad, crit, nu, tol)
         if bool(crit.amax() <= tol):
             break
     return mean
+
+
+def newton_mean_with_spectrum(xs, w, tol, max_iter, input_dtype):
+    """Newton iterations that end at an estimate whose whitened spectrum is known.
+
+    Stops at the first estimate with ``||F|| <= tol`` (no step after it), or after
+    ``max_iter`` steps. Returns ``(M, M^1/2, M^-1/2, lam, U)`` with ``W_i = U diag(lam) U^T``
+    at the returned ``M``, so a caller that centres the samples at the mean needs no further
+    ``eigh``: ``max_iter = 1`` costs two batched ``eigh`` in all.
+    """
+    mean = arithmetic_harmonic_start(xs, w)
+    nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
+    previous = torch.full_like(nu, float("inf"))
+    for k in range(max_iter + 1):
+        root, inv_root, lam, u = whitened_spectrum(xs, mean, input_dtype)
+        if k == max_iter:
+            break
+        loglam, grad, crit = karcher_gradient(lam, u, w)
+        if bool(crit.amax() <= tol):
+            break
+        nu, previous = _damping(nu, crit, previous), crit
+        mean = newton_step(root, lam, loglam, u, w, grad, crit, nu, tol)
+    return mean, root, inv_root, lam, u
+
+
+def implicit_solve(root, lam, u, w, grad_mean):
+    """Solve ``H[Z] = M^1/2 G M^1/2`` for a loss gradient ``G`` of the mean ``M`` (the implicit
+    function theorem at the solution). Returns ``Z`` and the Hessian (its ``dlog`` holds the
+    divided differences of ``log``). The gradient of sample ``i`` is then
+    ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
+    hessian = _Hessian(lam, u, w, spectral.LOG.loewner(lam))
+    rhs = sym(root @ grad_mean @ root)
+    scale = torch.linalg.matrix_norm(rhs).amax()
+    z = _conjugate_gradient(hessian, rhs, atol=float(scale) * 1e3 * torch.finfo(lam.dtype).eps,
+                            max_iter=100)
+    return z, hessian
+
+
+def rotate_in(u, z):
+    """``U_i^T Z U_i`` for per-sample eigenvectors ``u`` and a shared ``z``."""
+    return u.transpose(-1, -2) @ common.left_shared(z, u)
 
 
 class _KarcherMean(torch.autograd.Function):
@@ -155,23 +227,17 @@ class _KarcherMean(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
-        chol = common.cholesky(mean)
-        lam, u, inv = _whitened_spectrum(xs, chol, ctx.input_dtype)
-        hessian = _Hessian(lam, u, w, spectral.LOG.loewner(lam))
-        rhs = sym(chol.transpose(-1, -2) @ grad @ chol)
-        scale = torch.linalg.matrix_norm(rhs).amax()
-        z = _conjugate_gradient(hessian, rhs, atol=float(scale) * 1e3 * torch.finfo(xs.dtype).eps,
-                                max_iter=100)
+        root, inv_root, lam, u = whitened_spectrum(xs, mean, ctx.input_dtype)
+        z, hessian = implicit_solve(root, lam, u, w, grad)
+        rotated = rotate_in(u, z)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            ut = u.transpose(-1, -2)
-            dlog_z = u @ (hessian.dlog * (ut @ common.left_shared(z, u))) @ ut
-            grad_x = sym(w * common.congruence_shared(inv.transpose(-1, -2), dlog_z))
+            dlog_z = u @ (hessian.dlog * rotated) @ u.transpose(-1, -2)
+            grad_x = sym(w * common.congruence_shared(inv_root, dlog_z))
         if ctx.needs_input_grad[1]:
             # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa
-            rotated = u.transpose(-1, -2) @ common.left_shared(z, u)
-            rotated = torch.diagonal(rotated, dim1=-2, dim2=-1)
-            grad_w = (rotated * lam.log()).sum(-1)[..., None, None]
+            diagonal = torch.diagonal(rotated, dim1=-2, dim2=-1)
+            grad_w = (diagonal * lam.log()).sum(-1)[..., None, None]
         return grad_x, grad_w, None, None, None
 
 

@@ -1,0 +1,112 @@
+"""The fused affine-invariant batch norm equals the generic composition of mean, centre, scale
+and uncentre (RiemannianBatchNorm on SPDAffineInvariant), values and gradients."""
+
+import pytest
+import torch
+
+import riemtorch
+from riemtorch.nn import RiemannianBatchNorm, SPDBatchNorm
+
+D = torch.float64
+
+
+def _batch(gen, batch=10, channels=(), n=5, dtype=D):
+    spd = riemtorch.SPDAffineInvariant()
+    base = spd.random(*channels, n=n, cond=20.0, dtype=D, generator=gen)
+    u = riemtorch.linalg.sym(0.5 * torch.randn(batch, *channels, n, n, dtype=D, generator=gen))
+    return spd.expmap(base.expand(batch, *channels, n, n), u).to(dtype)
+
+
+def _pair(channels=(), n=5, **kwargs):
+    """The fused layer and the generic one, with the same random bias and scale."""
+    gen = torch.Generator().manual_seed(3)
+    fused = SPDBatchNorm(n, channels=channels, dtype=D, **kwargs)
+    generic = RiemannianBatchNorm(riemtorch.SPDAffineInvariant(), tuple(channels) + (n, n),
+                                  dtype=D, **kwargs)
+    assert fused._fused() and not hasattr(generic, "_fused")
+    with torch.no_grad():
+        bias = riemtorch.SPDAffineInvariant().random(*channels, n=n, dtype=D, generator=gen)
+        scale = 0.5 + torch.rand(channels, dtype=D, generator=gen)
+        for layer in (fused, generic):
+            layer.bias.copy_(bias)
+            layer.scale.copy_(scale)
+    return fused, generic
+
+
+def _grads(layer, x, weight):
+    x = x.detach().requires_grad_()
+    out = layer(x)
+    (out * weight).sum().backward()
+    return out.detach(), x.grad, layer.bias.grad, layer.scale.grad
+
+
+@pytest.mark.parametrize("channels", [(), (3,)])
+@pytest.mark.parametrize("kwargs", [{"mean_iters": 1}, {"mean_iters": 3},
+                                    {"mean_iters": 1, "normalize_variance": False},
+                                    {"mean_iters": 1, "eps": 0.3}])
+def test_fused_training_step_equals_the_generic_composition(channels, kwargs):
+    gen = torch.Generator().manual_seed(0)
+    x = _batch(gen, channels=channels)
+    weight = torch.randn(x.shape, dtype=D, generator=gen)
+    fused, generic = _pair(channels, **kwargs)
+    got, want = _grads(fused, x, weight), _grads(generic, x, weight)
+    names = ("output", "grad x", "grad bias", "grad scale")
+    for name, a, b in zip(names, got, want):
+        if b is None:
+            assert a is None or name == "grad scale" and not kwargs.get("normalize_variance", 1)
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=name)
+    torch.testing.assert_close(fused.running_mean, generic.running_mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused.running_var, generic.running_var, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_eval_mode_equals_the_generic_composition():
+    gen = torch.Generator().manual_seed(1)
+    fused, generic = _pair((2,), mean_iters=2)
+    for _ in range(3):  # move the running statistics away from (I, 1)
+        x = _batch(gen, channels=(2,))
+        fused(x), generic(x)
+    fused.eval(), generic.eval()
+    x = _batch(gen, channels=(2,))
+    weight = torch.randn(x.shape, dtype=D, generator=gen)
+    for a, b in zip(_grads(fused, x, weight), _grads(generic, x, weight)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_fused_layer_passes_gradcheck_for_samples_scale_and_bias():
+    gen = torch.Generator().manual_seed(2)
+    layer = SPDBatchNorm(3, dtype=D)
+    with torch.no_grad():
+        layer.scale.fill_(1.3)
+    x = _batch(gen, batch=6, n=3).requires_grad_()
+    scale = layer.scale.detach().clone().requires_grad_()
+    bias = riemtorch.SPDAffineInvariant().random(n=3, dtype=D, generator=gen).requires_grad_()
+
+    def run(x, scale, bias):
+        # symmetric inputs: differentiate through the symmetric part, as the layer does
+        sym = riemtorch.linalg.sym
+        return torch.func.functional_call(layer, {"scale": scale, "bias": sym(bias)}, (sym(x),))
+
+    with riemtorch.config.override(validate=False):
+        assert torch.autograd.gradcheck(run, (x, scale, bias), atol=1e-6, rtol=1e-4)
+
+
+def test_fused_float32_is_finite_at_repeated_eigenvalues_and_high_condition():
+    gen = torch.Generator().manual_seed(4)
+    spd = riemtorch.SPDAffineInvariant()
+    x = torch.cat([spd.random(6, n=4, cond=1e6, dtype=D, generator=gen),
+                   torch.eye(4, dtype=D).expand(2, 4, 4)]).float().requires_grad_()
+    layer = SPDBatchNorm(4, mean_iters=1, dtype=torch.float32)
+    out = layer(x)
+    out.square().sum().backward()
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    assert torch.isfinite(layer.bias.grad).all() and torch.isfinite(layer.scale.grad).all()
+
+
+def test_fused_layer_rejects_non_spd_input():
+    layer = SPDBatchNorm(3, dtype=D)
+    x = torch.eye(3, dtype=D).repeat(4, 1, 1)
+    x[0, 0, 1] = 5.0
+    with pytest.raises(ValueError):
+        layer(x)
