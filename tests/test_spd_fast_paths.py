@@ -117,12 +117,12 @@ def test_thread_split_batches_are_bitwise_equal(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     x = spd((2, 100), n=4, seed=11)
     lam, u = torch.linalg.eigh(x)
-    split_lam, split_u = map_batch_chunks(torch.linalg.eigh, x, min_chunk=16)
+    split_lam, split_u = map_batch_chunks(torch.linalg.eigh, x, min_work=16 * 4 ** 3)
     assert torch.equal(split_lam, lam) and torch.equal(split_u, u)
     y = spd((100,), n=4, seed=12)
-    assert torch.equal(map_batch_chunks(torch.add, x, y, min_chunk=16), x + y)
+    assert torch.equal(map_batch_chunks(torch.add, x, y, min_work=16 * 4 ** 3), x + y)
     grad_input = x.clone().requires_grad_(True)
-    out = map_batch_chunks(torch.linalg.eigvalsh, grad_input, min_chunk=16)
+    out = map_batch_chunks(torch.linalg.eigvalsh, grad_input, min_work=16 * 4 ** 3)
     assert out.grad_fn is not None
 
 

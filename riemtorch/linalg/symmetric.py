@@ -17,6 +17,7 @@ import torch
 
 from riemtorch import config
 from riemtorch.linalg import spectral
+from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.checks import check_symmetric_matrix
 
 
@@ -63,7 +64,7 @@ class _SymmetricFunctions(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, functions):
-        lam, u = eigh(x)
+        lam, u = map_batch_chunks(eigh, x)
         if any(fn.needs_positive for fn in functions):
             lam = floor_eigenvalues(lam, x.dtype)
         ctx.functions = functions
