@@ -32,7 +32,9 @@ METRICS = ["none", "aim", "lem", "lcm", "bw", "gbw"]
 SUBJECTS = [f"U{i:03d}" for i in range(1, 9)]
 # On this scale the class-averaged spectra of the training trials peak at the flicker
 # frequencies (6.66-12 Hz) and their second harmonics (up to 24 Hz).
-SAMPLING_RATE = 250.0
+SAMPLING_RATE = 125.0
+# trials 4k..4k+3 are consecutive 1 s windows of one 4 s recording (same class, continuous signal)
+WINDOWS = 4
 SPLITS = {"train": slice(0, 300), "validation": slice(300, 400), "test": slice(400, 500)}
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
                             "shared", "data", "mamem-ssvep-2")
@@ -61,12 +63,22 @@ def bandpass(x: np.ndarray, low: float, high: float, order: int = 4) -> np.ndarr
     return sosfiltfilt(sos, x, axis=-1)
 
 
-def prepare(x: np.ndarray, args) -> np.ndarray:
-    """Band-pass, then scale every channel by its standard deviation over the training trials
-    (one scale per channel keeps the relative amplitudes the covariance carries)."""
-    x = bandpass(x - x.mean(-1, keepdims=True), *args.band)
-    scale = x[SPLITS["train"]].std(axis=(0, 2), keepdims=True)
-    return x / scale
+def prepare(x: np.ndarray, band, scale=None):
+    """Band-pass every window, then divide every channel by ``scale``, by default its standard
+    deviation over the training windows (one scale per channel keeps the relative amplitudes
+    the covariance carries). Returns the windows and the scale."""
+    x = bandpass(x - x.mean(-1, keepdims=True), *band)
+    if scale is None:
+        scale = x[SPLITS["train"]].std(axis=(0, 2), keepdims=True)
+    return x / scale, scale
+
+
+def random_crops(trials: np.ndarray, labels: np.ndarray, per_trial: int, length: int, rng):
+    """``per_trial`` windows of ``length`` samples at random offsets in each recording
+    ``(trials, channels, time)`` (time shifts of the training windows)."""
+    starts = rng.integers(0, trials.shape[-1] - length + 1, size=(len(trials), per_trial))
+    windows = np.stack([trials[i, :, s:s + length] for i in range(len(trials)) for s in starts[i]])
+    return windows, np.repeat(labels, per_trial)
 
 
 class FrontEnd(torch.nn.Module):
@@ -101,16 +113,30 @@ class FrontEnd(torch.nn.Module):
         return self.bn2(second(x)).squeeze(-2)
 
 
+class Segments(torch.nn.Module):
+    """``(batch, channels, time)`` to ``(batch, k, channels, time // k)``: ``k`` consecutive
+    segments, one covariance each downstream (MAtt's manifold embedding)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[-1] // self.k
+        return x[..., : self.k * length].unflatten(-1, (self.k, length)).transpose(1, 2)
+
+
 def make_model(bn: str, args, channels: int = 8, classes: int = 5, dtype=None, device=None):
     kw = {"dtype": dtype, "device": device}
-    n, hidden = args.feature_maps, args.hidden
-    layers = [FrontEnd(channels, args.maps, n, args.kernel, args.front, **kw),
+    n, hidden, k = args.feature_maps, args.hidden, args.segments
+    layers = [FrontEnd(channels, args.maps, n, args.kernel, args.front, **kw), Segments(k),
               rnn.CovPool(shrinkage=args.shrinkage, trace_normalize=True, eps=1e-5),
               rnn.BiMap(n, hidden, **kw)]
     if bn != "none":
-        layers.append(rnn.SPDBatchNorm(hidden, metric=bn, learn_metric=(bn == "gbw"), **kw))
-    layers += [rnn.ReEig(1e-4), rnn.LogEig(), rnn.Vech(),
-               torch.nn.Linear(hidden * (hidden + 1) // 2, classes, **kw)]
+        layers.append(rnn.SPDBatchNorm(hidden, metric=bn, learn_metric=(bn == "gbw"), channels=(k,),
+                                       **kw))
+    layers += [rnn.ReEig(1e-4), rnn.LogEig(), rnn.Vech(), torch.nn.Flatten(1),
+               torch.nn.Linear(k * hidden * (hidden + 1) // 2, classes, **kw)]
     return torch.nn.Sequential(*layers)
 
 
@@ -125,10 +151,15 @@ def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
     optimizer = RiemannianAdam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
     x, y = data["train"]
     history = {"epoch": [], "loss": [], "eval_accuracy": [], "validation_loss": [], "test_accuracy": []}
     bar = common.tqdm(range(args.epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
+        if args.crops:
+            windows, labels = random_crops(*data["recordings"], WINDOWS, x.shape[-1], rng)
+            x = torch.as_tensor(prepare(windows, args.band, data["scale"])[0], dtype=dtype, device=device)
+            y = torch.as_tensor(labels, device=device)
         train_loss = common.train_epoch(model, optimizer, loss_fn, x, y, args.batch_size, generator)
         model.eval()
         with torch.no_grad():
@@ -158,6 +189,9 @@ def main(argv=None) -> int:
     parser.add_argument("--feature-maps", type=int, default=20, help="covariance size C'")
     parser.add_argument("--kernel", type=int, default=36, help="temporal kernel length (samples)")
     parser.add_argument("--hidden", type=int, default=10, help="BiMap output size")
+    parser.add_argument("--segments", type=int, default=1, help="covariances per window")
+    parser.add_argument("--crops", action="store_true",
+                        help="train on windows at random time shifts within the training recordings")
     parser.add_argument("--shrinkage", type=float, default=0.0)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0)
@@ -177,12 +211,20 @@ def main(argv=None) -> int:
     results = {bn: {} for bn in variants}
     for subject in args.subjects:
         x, y = load_subject(args.data_dir, subject)
-        x = prepare(x, args)
-        data = {}
+        x_raw = x
+        x, scale = prepare(x_raw, args.band)
+        data = {"scale": scale}
         for split, sl in SPLITS.items():
             xs, ys = x[sl][: args.limit], y[sl][: args.limit]
             data[split] = (torch.as_tensor(xs, dtype=dtype, device=device),
                            torch.as_tensor(ys, device=device))
+        # the training recordings: WINDOWS consecutive windows of one trial are contiguous
+        n = len(data["train"][1]) // WINDOWS * WINDOWS
+        recordings = x_raw[SPLITS["train"]][:n].reshape(-1, WINDOWS, *x_raw.shape[1:])
+        labels = y[SPLITS["train"]][:n].reshape(-1, WINDOWS)
+        assert (labels == labels[:, :1]).all(), "consecutive training windows of different classes"
+        data["recordings"] = (recordings.transpose(0, 2, 1, 3).reshape(len(labels), x.shape[1], -1),
+                              labels[:, 0])
         for bn in variants:
             start = time.perf_counter()
             history, best = fit_subject(bn, data, args, dtype, device, f"{subject} bn={bn}")
