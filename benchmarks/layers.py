@@ -1,8 +1,11 @@
 """One SPDNet training step against spd_learn: BiMap 40->20 -> ReEig -> batch norm (AIM) ->
 LogEig -> Linear on a batch of 64, forward + backward + optimizer step, float64, CPU.
 
-Both batch norms use one Karcher iteration for the batch mean (spd_learn's default ``n_iter=1``);
-riemtorch is also timed with its default (Karcher flow run to tolerance). riemtorch steps the
+Both batch norms use one iteration for the batch mean (spd_learn's default ``n_iter=1``: one
+Karcher flow step; riemtorch: one Newton step from the geometric mean of the arithmetic and
+harmonic means, with the gradient of the exact mean); riemtorch is also timed with its default
+(Newton steps to tolerance). Per step riemtorch's AIM batch norm takes two batched ``eigh``
+(the Newton step and the centred samples) and none in the backward pass. riemtorch steps the
 BiMap weight on the Stiefel manifold with RiemannianAdam; spd_learn parametrises it and uses
 torch.optim.Adam (its recommended setup). Validation is off for riemtorch (riemtorch.config).
 
