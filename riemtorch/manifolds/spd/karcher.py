@@ -95,21 +95,23 @@ class _Hessian:
 
 def _conjugate_gradient(op, b, atol, max_iter=30):
     """Solve ``op(x) = b`` for symmetric positive definite ``op`` on ``(..., n, n)`` matrices,
-    batched over leading dimensions, until every residual norm is at most ``atol``."""
+    batched over leading dimensions, until every residual norm is at most ``atol``.
+
+    A system whose residual is already zero takes zero steps (its step sizes are guarded
+    against ``0 / 0``), so converged batch entries stay put while others iterate."""
+    tiny = torch.finfo(b.dtype).tiny
     x = torch.zeros_like(b)
     r, p = b, b
     rr = _inner(r, r)
     for _ in range(max_iter):
-        if bool((rr.sqrt() <= atol).all()):
+        if bool((rr <= atol * atol).all()):
             break
         hp = op(p)
-        php = _inner(p, hp)
-        alpha = torch.where(php > 0, rr / torch.where(php > 0, php, 1.0), 0.0)[..., None, None]
+        alpha = (rr / _inner(p, hp).clamp_min(tiny))[..., None, None]
         x = x + alpha * p
         r = r - alpha * hp
         rr_new = _inner(r, r)
-        beta = torch.where(rr > 0, rr_new / torch.where(rr > 0, rr, 1.0), 0.0)[..., None, None]
-        p = r + beta * p
+        p = r + (rr_new / rr.clamp_min(tiny))[..., None, None] * p
         rr = rr_new
     return x
 
