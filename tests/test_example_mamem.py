@@ -1,4 +1,5 @@
-"""Smoke test of examples/mamem_ssvep.py: one epoch on a slice of one subject."""
+"""Smoke test of examples/mamem_ssvep.py: one epoch on a slice of one subject, with one
+covariance per window (the default) and with one per time segment."""
 
 import json
 import math
@@ -13,7 +14,8 @@ DATA = os.path.join(ROOT, os.pardir, "shared", "data", "mamem-ssvep-2")
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(DATA, "U001.mat")),
                     reason="MAMEM-SSVEP-II data folder not found")
-def test_mamem_ssvep_runs(tmp_path):
+@pytest.mark.parametrize("segments", [1, 3])
+def test_mamem_ssvep_runs(tmp_path, segments):
     for extra in ("scipy", "tqdm", "matplotlib"):
         pytest.importorskip(extra)
     sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -22,7 +24,8 @@ def test_mamem_ssvep_runs(tmp_path):
     finally:
         sys.path.pop(0)
     status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", "U001", "--epochs", "1",
-                               "--limit", "40", "--bn", "aim", "--out", str(tmp_path)])
+                               "--limit", "40", "--bn", "aim", "--segments", str(segments),
+                               "--out", str(tmp_path)])
     assert status == 0
     for suffix in ("csv", "json", "png"):
         assert (tmp_path / f"mamem_ssvep.{suffix}").is_file()
