@@ -29,6 +29,10 @@ SCRIPTS = {
     "optim": ("Riemannian optimizers against geoopt", [], []),
     "hyperbolic": ("Poincaré ball and Lorentz operations against geoopt (and hypll)", [], []),
     "stiefel_grassmann": ("Stiefel and Grassmann operations against geoopt and pymanopt", [], []),
+    # the 256 x 64x64 workload of this comparison is for GPUs (--device cuda); on a CPU the
+    # smaller batch keeps the run short
+    "sqrtm_paths": ("Square roots by eigh or Newton-Schulz in the Bures-Wasserstein batch norm",
+                    ["--batch", "64", "--n", "16"], ["--batch", "32", "--n", "16"]),
 }
 TIMEOUT_S = 1800
 
@@ -36,7 +40,7 @@ TIMEOUT_S = 1800
 def run_script(name, args, threads):
     """Run one benchmark script; returns (markdown tables, seconds, error or None)."""
     cmd = [sys.executable, os.path.join(HERE, f"{name}.py")] + list(args)
-    if name in ("spd", "layers"):
+    if name in ("spd", "layers", "sqrtm_paths"):
         cmd += ["--threads", str(threads)]
     elif name == "optim":  # the thread count is its only (positional) argument
         cmd += [str(threads)]
