@@ -9,6 +9,7 @@
 
 import torch
 
+from riemtorch.linalg import congruence
 from riemtorch.linalg.lyapunov import solve_lyapunov
 from riemtorch.linalg.safe import safe_sqrt
 from riemtorch.linalg.symmetric import sym
@@ -72,55 +73,10 @@ def bw_geodesic(x, y, t, method="eigh"):
     return sym((1 - t) ** 2 * x + t ** 2 * y + t * (1 - t) * (r + r.transpose(-1, -2)))
 
 
-def _half_sum_power_dd(lam, exponent):
-    """``D_abc = (k(s_b, s_c) - k(s_a, s_c)) / (s_b - s_a)`` for ``k(a, b) = ((a + b) / 2)^e``,
-    the derivative on ties; shape ``(..., n, n, n)``, free of cancellation."""
-    first = 0.5 * (lam[..., :, None, None] + lam[..., None, None, :])
-    second = 0.5 * (lam[..., None, :, None] + lam[..., None, None, :])
-    lo, hi = torch.minimum(first, second), torch.maximum(first, second)
-    x = (hi - lo) / lo
-    tie = x == 0
-    safe_x = torch.where(tie, torch.ones_like(x), x)
-    ratio = torch.where(tie, torch.full_like(x, exponent),
-                        torch.expm1(exponent * torch.log1p(safe_x)) / safe_x)
-    return 0.5 * lo.pow(exponent - 1.0) * ratio
-
-
-class _KernelInEigenbasis(torch.autograd.Function):
-    """``U (((s_i + s_j) / 2)^e o (U^T V U)) U^T`` for ``X = U diag(s) U^T``.
-
-    The backward differentiates the eigenvectors analytically: the divided differences of the
-    kernel replace the ``1 / (s_i - s_j)`` of plain ``eigh`` autograd, so gradients are finite
-    at repeated eigenvalues (the identity in particular).
-    """
-
-    @staticmethod
-    def forward(ctx, x, v, exponent):
-        lam, u = torch.linalg.eigh(x)
-        ut = u.transpose(-1, -2)
-        kernel = (0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2))).pow(exponent)
-        vt = ut @ v @ u
-        ctx.exponent = exponent
-        ctx.save_for_backward(lam, u, vt, kernel)
-        return sym(u @ (kernel * vt) @ ut)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        lam, u, vt, kernel = ctx.saved_tensors
-        ut = u.transpose(-1, -2)
-        gt = ut @ sym(grad) @ u
-        grad_v = sym(u @ (kernel * gt) @ ut)
-        dd = _half_sum_power_dd(lam, ctx.exponent)
-        gp = (torch.einsum("...aj,...abj,...bj->...ab", gt, dd, vt)
-              + torch.einsum("...ib,...ia,...abi->...ab", gt, vt, dd))
-        return sym(u @ sym(gp) @ ut), grad_v, None
-
-
-def _scale_in_eigenbasis(x, v, exponent):
-    """``U (V~_ij ((s_i + s_j) / 2)^exponent) U^T`` with ``X = U diag(s) U^T``, ``V~ = U^T V U``."""
+def _scale_in_eigenbasis(x, v, kernel):
+    """``U (V~_ij k(s_i, s_j)) U^T`` with ``X = U diag(s) U^T``, ``V~ = U^T V U``."""
     x, v = torch.broadcast_tensors(x, v)
-    return _KernelInEigenbasis.apply(x, v, exponent)
+    return sym(congruence.kernel_congruence(x, v, kernel))
 
 
 def bw_transp(x, y, v):
@@ -129,7 +85,8 @@ def bw_transp(x, y, v):
     and ``Y``). Both are the parallel transports along the geodesics to and from ``I``
     (Thanwerdas & Pennec), so the composite is an isometry, and it is the parallel transport
     along the geodesic from ``X`` to ``Y`` when ``X`` and ``Y`` commute."""
-    return _scale_in_eigenbasis(y, _scale_in_eigenbasis(x, v, -0.5), 0.5)
+    to_identity = _scale_in_eigenbasis(x, v, congruence.InverseHalfSumRoot())
+    return _scale_in_eigenbasis(y, to_identity, congruence.HalfSumRoot())
 
 
 def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
