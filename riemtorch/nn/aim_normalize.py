@@ -45,18 +45,17 @@ class _AIMNormalize(torch.autograd.Function):
         w = torch.full((count,) + (1,) * (xs.dim() - 1), 1.0 / count, dtype=xs.dtype,
                        device=xs.device)
         if batch_stats:
-            mean, root, inv_root, lam, u = karcher.newton_mean_with_spectrum(
-                xs, w, tol, max_iter, input_dtype)
+            mean, frame, lam, u = karcher.newton_iterations(xs, w, tol, max_iter, input_dtype)
         else:
             mean, var = mean.clone(), var.clone()
-            root, inv_root, lam, u = karcher.whitened_spectrum(xs, mean, input_dtype)
+            frame, lam, u = karcher.whitened_spectrum(xs, mean, input_dtype)
         loglam = lam.log()
         if batch_stats:
             var = loglam.square().sum(-1).mean(0)
         t = scale / (var + eps).sqrt() if normalize else torch.ones_like(var)
         powered = (t.unsqueeze(-1) * loglam).exp()
         z = sym((u * powered.unsqueeze(-2)) @ u.transpose(-1, -2))
-        ctx.save_for_backward(scale, mean, var, t, w, root, inv_root, lam, loglam, powered, u)
+        ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
         ctx.mark_non_differentiable(mean, var)
         return z, mean, var
@@ -64,7 +63,7 @@ class _AIMNormalize(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_z, _grad_mean, _grad_var):
-        scale, mean, var, t, w, root, inv_root, lam, loglam, powered, u = ctx.saved_tensors
+        var, t, w, root, inv_root, mu, v, lam, loglam, powered, u = ctx.saved_tensors
         ut = u.transpose(-1, -2)
         rotated = ut @ sym(grad_z) @ u
         grad_scale = None
@@ -80,7 +79,6 @@ class _AIMNormalize(torch.autograd.Function):
             # C = sum_i (dL/dW_i) W_i, then dL/dP and dL/dM through P = M^-1/2.
             c = common.sum_of_products(u @ (inner * lam.unsqueeze(-2)), u)
             grad_inv_root = sym(c @ root + root @ c.transpose(-1, -2))
-            mu, v = torch.linalg.eigh(mean)
             vt = v.transpose(-1, -2)
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
             z, hessian = karcher.implicit_solve(root, lam, u, w, grad_mean)

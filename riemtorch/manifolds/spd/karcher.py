@@ -10,21 +10,24 @@ changes ``F`` by ``-H[D]`` to first order, with the Hessian
 for ``W_i = U_i diag(l) U_i^T``. ``K >= 1`` entrywise, so ``H`` is symmetric positive definite
 with all eigenvalues at least 1 and, for moderately spread data, close to 1: conjugate
 gradients solve ``H[V] = F`` in a few matrix products, and the Newton step
-``M <- M^1/2 exp(V) M^1/2`` converges quadratically. Every iteration costs one batched ``eigh`` of the samples (the logs
-and ``H`` come from the same decomposition); started from the geometric mean of the
-arithmetic and harmonic means (no eigendecomposition of the samples), two iterations typically
-reach ``||F|| < 1e-8``, where the Karcher flow ``M <- M^1/2 exp(F) M^1/2`` needs five or more.
+``M <- M^1/2 exp(V) M^1/2`` converges quadratically. Every iteration costs one batched ``eigh``
+of the samples (the logs and ``H`` come from the same decomposition); started from the
+geometric mean of the arithmetic and harmonic means (no eigendecomposition of the samples), two
+iterations typically reach ``||F|| < 1e-8``, where the Karcher flow ``M <- M^1/2 exp(F) M^1/2``
+needs five or more.
 
 The backward is the implicit function theorem at the solution: with ``P = M^-1/2``,
 ``dM = M^1/2 H^-1[R] M^1/2`` where ``R = sum_i dw_i log W_i + w_i Dlog_{W_i}[P dX_i P]``, so a
 loss gradient ``G`` pulls back through one more ``eigh`` and one conjugate-gradient solve
 ``H[Z] = M^1/2 G M^1/2``: ``grad X_i = w_i P Dlog_{W_i}[Z] P`` and ``grad w_i = <Z, log W_i>``.
 Both are finite at repeated eigenvalues (the divided differences of ``log`` are evaluated
-without cancellation). They are the derivatives of the exact mean: when ``max_iter`` stops the iteration before
-convergence, the value returned is the last Newton iterate (on the benchmark's Wishart samples
-one step takes the gradient norm from ``3e-2`` to ``1.5e-9``) while the gradient remains that
-of the mean.
+without cancellation). They are the derivatives of the exact mean: when ``max_iter`` stops the
+iteration before convergence, the value returned is the last Newton iterate (on the
+benchmark's Wishart samples one step takes the gradient norm from ``3e-2`` to ``1.5e-9``) while
+the gradient remains that of the mean.
 """
+
+from typing import NamedTuple
 
 import torch
 
@@ -38,25 +41,34 @@ def _inner(a, b):
     return (a * b).sum(dim=(-1, -2))
 
 
-def _symmetric_frame(mean):
-    """``(M^1/2, M^-1/2)`` and the eigendecomposition ``(mu, V)`` of ``M`` (no autograd)."""
+class Frame(NamedTuple):
+    """``M^1/2``, ``M^-1/2`` and the eigendecomposition ``M = V diag(mu) V^T``."""
+
+    root: torch.Tensor
+    inv_root: torch.Tensor
+    mu: torch.Tensor
+    v: torch.Tensor
+
+
+def symmetric_frame(mean) -> Frame:
+    """The :class:`Frame` of SPD ``M`` from one ``eigh`` (no autograd)."""
     mu, v = torch.linalg.eigh(mean)
     mu = mu.clamp_min(torch.finfo(mu.dtype).tiny)
     vt = v.transpose(-1, -2)
     root = (v * mu.sqrt().unsqueeze(-2)) @ vt
     inv_root = (v * mu.rsqrt().unsqueeze(-2)) @ vt
-    return root, inv_root, mu, v
+    return Frame(root, inv_root, mu, v)
 
 
 def whitened_spectrum(xs, mean, input_dtype):
     """Frame of ``M`` and eigenvalues and eigenvectors of ``W_i = M^-1/2 X_i M^-1/2``.
 
-    Returns ``(M^1/2, M^-1/2, lam, U)``; ``eigh`` reads one triangle, so ``W_i`` is not
-    symmetrised, and the batch is split over threads (no autograd).
+    Returns ``(frame, lam, U)``; ``eigh`` reads one triangle, so ``W_i`` is not symmetrised, and
+    the batch is split over threads (no autograd).
     """
-    root, inv_root, _, _ = _symmetric_frame(mean)
-    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(inv_root, xs))
-    return root, inv_root, floor_eigenvalues(lam, input_dtype), u
+    frame = symmetric_frame(mean)
+    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(frame.inv_root, xs))
+    return frame, floor_eigenvalues(lam, input_dtype), u
 
 
 def _weighted_sum_in_eigenbasis(u, b):
@@ -164,48 +176,36 @@ def _solve_tolerance(crit, tol, last):
     return max(0.1 * tol, float(top * (0.01 * top).clamp_max(0.5)))
 
 
-def newton_karcher_mean(xs, w, tol, max_iter, input_dtype):
-    """Newton iterations for the weighted Karcher mean (no autograd; see the module docstring).
+def newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=False):
+    """Damped Newton iterations for the weighted Karcher mean (no autograd; see the module
+    docstring), at most ``max_iter`` steps from :func:`arithmetic_harmonic_start`.
 
-    It stops after the step taken from an estimate with ``||F|| <= tol``, so the returned mean
-    is one (quadratically convergent) step past the last one checked.
-    """
-    mean = arithmetic_harmonic_start(xs, w)
-    nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
-    previous = torch.full_like(nu, float("inf"))
-    for k in range(max_iter):
-        root, _, lam, u = whitened_spectrum(xs, mean, input_dtype)
-        loglam, grad, crit = karcher_gradient(lam, u, w)
-        nu, previous = _damping(nu, crit, previous), crit
-        last = k == max_iter - 1
-        mean = newton_step(root, lam, loglam, u, w, grad, nu, _solve_tolerance(crit, tol, last))
-        if bool(crit.amax() <= tol):
-            break
-    return mean
-
-
-def newton_mean_with_spectrum(xs, w, tol, max_iter, input_dtype):
-    """Newton iterations that end at an estimate whose whitened spectrum is known.
-
-    Stops at the first estimate with ``||F|| <= tol`` (no step after it), or after
-    ``max_iter`` steps. Returns ``(M, M^1/2, M^-1/2, lam, U)`` with ``W_i = U diag(lam) U^T``
-    at the returned ``M``, so a caller that centres the samples at the mean needs no further
-    ``eigh``: ``max_iter = 1`` costs two batched ``eigh`` in all.
+    With ``step_past_tolerance`` the iteration takes one more (quadratically convergent) step
+    from the first estimate with ``||F|| <= tol`` and returns ``(M, None, None, None)``.
+    Otherwise it ends at that estimate, or after the last step, and returns
+    ``(M, frame, lam, U)`` with the whitened spectrum ``W_i = U diag(lam) U^T`` at the returned
+    ``M``, so a caller that centres the samples at the mean needs no further ``eigh``:
+    ``max_iter = 1`` costs two batched ``eigh`` in all.
     """
     mean = arithmetic_harmonic_start(xs, w)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
     previous = torch.full_like(nu, float("inf"))
     for k in range(max_iter + 1):
-        root, inv_root, lam, u = whitened_spectrum(xs, mean, input_dtype)
+        if k == max_iter and step_past_tolerance:
+            break
+        frame, lam, u = whitened_spectrum(xs, mean, input_dtype)
         if k == max_iter:
-            break
+            return mean, frame, lam, u
         loglam, grad, crit = karcher_gradient(lam, u, w)
-        if bool(crit.amax() <= tol):
-            break
+        converged = bool(crit.amax() <= tol)
+        if converged and not step_past_tolerance:
+            return mean, frame, lam, u
         nu, previous = _damping(nu, crit, previous), crit
-        last = k == max_iter - 1
-        mean = newton_step(root, lam, loglam, u, w, grad, nu, _solve_tolerance(crit, tol, last))
-    return mean, root, inv_root, lam, u
+        atol = _solve_tolerance(crit, tol, last=k == max_iter - 1)
+        mean = newton_step(frame.root, lam, loglam, u, w, grad, nu, atol)
+        if converged:
+            break
+    return mean, None, None, None
 
 
 def implicit_solve(root, lam, u, w, grad_mean):
@@ -229,7 +229,7 @@ def rotate_in(u, z):
 class _KarcherMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, w, tol, max_iter, input_dtype):
-        mean = newton_karcher_mean(xs, w, tol, max_iter, input_dtype)
+        mean = newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=True)[0]
         ctx.save_for_backward(xs, w, mean)
         ctx.input_dtype = input_dtype
         return mean
@@ -238,13 +238,13 @@ class _KarcherMean(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
-        root, inv_root, lam, u = whitened_spectrum(xs, mean, ctx.input_dtype)
-        z, hessian = implicit_solve(root, lam, u, w, grad)
+        frame, lam, u = whitened_spectrum(xs, mean, ctx.input_dtype)
+        z, hessian = implicit_solve(frame.root, lam, u, w, grad)
         rotated = rotate_in(u, z)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             dlog_z = u @ (hessian.dlog * rotated) @ u.transpose(-1, -2)
-            grad_x = sym(w * common.congruence_shared(inv_root, dlog_z))
+            grad_x = sym(w * common.congruence_shared(frame.inv_root, dlog_z))
         if ctx.needs_input_grad[1]:
             # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa
             diagonal = torch.diagonal(rotated, dim1=-2, dim2=-1)
