@@ -130,3 +130,24 @@ def test_truncated_barycenter_gradient_is_that_of_the_returned_value():
     bw = riemtorch.SPDBuresWasserstein()
     x = spd((3,), n=2, cond=20.0, seed=13).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a: bw.frechet_mean(sym(a), max_iter=2), (x,))
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
+def test_eigenbasis_products_match_per_sample_products(batch):
+    from riemtorch.manifolds.spd.eigenbases import EigenBases
+
+    g = torch.Generator().manual_seed(4)
+    count, n = 7, 5
+    u = torch.linalg.qr(torch.randn(count, *batch, n, n, dtype=F64, generator=g))[0]
+    d = torch.randn(*batch, n, n, dtype=F64, generator=g)
+    b = torch.randn(count, *batch, n, n, dtype=F64, generator=g)
+    s = torch.randn(count, *batch, n, dtype=F64, generator=g)
+    bases, ut = EigenBases(u), u.transpose(-1, -2)
+    close = dict(rtol=0, atol=1e-13)
+    torch.testing.assert_close(bases.rotate(d), ut @ d @ u, **close)
+    torch.testing.assert_close(bases.combine(b), (u @ b @ ut).sum(0), **close)
+    torch.testing.assert_close(bases.combine_diagonal(s), (u @ torch.diag_embed(s) @ ut).sum(0),
+                               **close)
+    torch.testing.assert_close(bases.to_bases(b, d), ut @ d @ b @ d.transpose(-1, -2) @ u, **close)
+    torch.testing.assert_close(bases.from_bases(b, d), d @ u @ b @ ut @ d.transpose(-1, -2),
+                               **close)

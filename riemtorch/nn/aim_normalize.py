@@ -30,7 +30,7 @@ import torch
 
 from riemtorch.linalg import spectral
 from riemtorch.linalg.symmetric import sym
-from riemtorch.manifolds.spd import common, karcher
+from riemtorch.manifolds.spd import karcher
 
 
 def _diagonal(a):
@@ -45,11 +45,11 @@ class _AIMNormalize(torch.autograd.Function):
         w = torch.full((count,) + (1,) * (xs.dim() - 1), 1.0 / count, dtype=xs.dtype,
                        device=xs.device)
         if batch_stats:
-            mean, frame, lam, u = karcher.newton_iterations(xs, w, tol, max_iter, input_dtype)
+            mean, frame, lam, bases = karcher.newton_iterations(xs, w, tol, max_iter, input_dtype)
         else:
             mean, var = mean.clone(), var.clone()
-            frame, lam, u = karcher.whitened_spectrum(xs, mean, input_dtype)
-        loglam = lam.log()
+            frame, lam, bases = karcher.whitened_spectrum(xs, mean, input_dtype)
+        u, loglam = bases.u, lam.log()
         if batch_stats:
             var = loglam.square().sum(-1).mean(0)
         t = scale / (var + eps).sqrt() if normalize else torch.ones_like(var)
@@ -64,8 +64,8 @@ class _AIMNormalize(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_z, _grad_mean, _grad_var):
         var, t, w, root, inv_root, mu, v, lam, loglam, powered, u = ctx.saved_tensors
-        ut = u.transpose(-1, -2)
-        rotated = ut @ sym(grad_z) @ u
+        bases = karcher.EigenBases(u)
+        rotated = u.transpose(-1, -2) @ sym(grad_z) @ u
         grad_scale = None
         inner = spectral.Power(t[..., None, None]).loewner(lam) * rotated
         if ctx.normalize:
@@ -77,13 +77,13 @@ class _AIMNormalize(torch.autograd.Function):
                 inner = inner + torch.diag_embed(extra)
         if ctx.batch_stats:
             # C = sum_i (dL/dW_i) W_i, then dL/dP and dL/dM through P = M^-1/2.
-            c = common.sum_of_products(u @ (inner * lam.unsqueeze(-2)), u)
+            c = bases.combine(inner * lam.unsqueeze(-2))
             grad_inv_root = sym(c @ root + root @ c.transpose(-1, -2))
             vt = v.transpose(-1, -2)
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
-            z, hessian = karcher.implicit_solve(root, lam, u, w, grad_mean)
-            inner = inner + w * hessian.dlog * karcher.rotate_in(u, z)
-        grad_x = sym(common.congruence_shared(inv_root, u @ inner @ ut))
+            z, dlog = karcher.implicit_solve(root, lam, bases, w, grad_mean)
+            inner = inner + w * dlog * bases.rotate(z)
+        grad_x = sym(bases.from_bases(inner, inv_root))
         return grad_x, grad_scale, None, None, None, None, None, None, None
 
 

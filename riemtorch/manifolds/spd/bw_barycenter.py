@@ -34,6 +34,7 @@ from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.symmetric import floor_eigenvalues, sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
+from riemtorch.manifolds.spd.eigenbases import EigenBases
 
 METHODS = ("eigh", "newton_schulz")
 # The Bures-Wasserstein maps take roots of products such as P^1/2 Q P^1/2, whose condition
@@ -94,22 +95,23 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
     return rt, False
 
 
-def _weighted_root_sum(c, w, stored, method, target):
-    """``sum_i w_i C_i^1/2`` and the state ``(u, sig, rt)`` that the next iteration refines:
-    the stored eigenbasis ``u``, its root eigenvalues ``sig`` and the current roots in that
-    basis, ``rt = U^T R U``."""
+def _weighted_root_sum(factor, xs, w, stored, method, target):
+    """``sum_i w_i C_i^1/2`` for ``C_i = F^T X_i F`` and the state ``(bases, sig, rt)`` that the
+    next iteration refines: the stored eigenbases (:class:`EigenBases`), their root eigenvalues
+    ``sig`` and the current roots in those bases, ``rt = U^T R U``."""
+    factor_t = factor.transpose(-1, -2)
     if method == "newton_schulz":
-        return (w * sqrtm_by(sym(c), method)).sum(0), None
+        c = sym(common.congruence_shared(factor_t, xs))
+        return (w * sqrtm_by(c, method)).sum(0), None
     if stored is not None:
-        u, sig, rt = stored
-        ct = u.transpose(-1, -2) @ c @ u
-        rt, ok = _chord_sqrt(ct, rt, sig, target)
+        bases, sig, rt = stored
+        rt, ok = _chord_sqrt(bases.to_bases(xs, factor_t), rt, sig, target)
         if ok:
-            return common.sum_of_products((w * u) @ rt, u), (u, sig, rt)
-    lam, u = map_batch_chunks(torch.linalg.eigh, c)
-    sig = floor_eigenvalues(lam, c.dtype).sqrt()
-    total = common.sum_of_products(u * (w.squeeze(-1) * sig).unsqueeze(-2), u)
-    return total, (u, sig, torch.diag_embed(sig))
+            return bases.combine(w * rt), (bases, sig, rt)
+    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(factor_t, xs))
+    sig = floor_eigenvalues(lam, xs.dtype).sqrt()
+    bases = EigenBases(u)
+    return bases.combine_diagonal(w.squeeze(-1) * sig), (bases, sig, torch.diag_embed(sig))
 
 
 def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
@@ -123,11 +125,10 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     eps = torch.finfo(xs.dtype).eps
     stored = None
     for _ in range(max_iter):
-        c = common.congruence_shared(factor.transpose(-1, -2), xs)
         s = factor @ factor.transpose(-1, -2)
         # a relative residual near 1e3 eps is the rounding floor of C - R^2
         target = max(0.1 * tol / float(torch.linalg.matrix_norm(s).amax()), 1e3 * eps)
-        q, stored = _weighted_root_sum(c, w, stored, method, target)
+        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target)
         q = sym(q)
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)

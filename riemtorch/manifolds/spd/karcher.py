@@ -35,6 +35,7 @@ from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
+from riemtorch.manifolds.spd.eigenbases import EigenBases
 
 
 def _inner(a, b):
@@ -63,46 +64,33 @@ def symmetric_frame(mean) -> Frame:
 def whitened_spectrum(xs, mean, input_dtype):
     """Frame of ``M`` and eigenvalues and eigenvectors of ``W_i = M^-1/2 X_i M^-1/2``.
 
-    Returns ``(frame, lam, U)``; ``eigh`` reads one triangle, so ``W_i`` is not symmetrised, and
-    the batch is split over threads (no autograd).
+    Returns ``(frame, lam, bases)`` with the eigenvectors as :class:`EigenBases`; ``eigh``
+    reads one triangle, so ``W_i`` is not symmetrised, and the batch is split over threads
+    (no autograd).
     """
     frame = symmetric_frame(mean)
     lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(frame.inv_root, xs))
-    return frame, floor_eigenvalues(lam, input_dtype), u
+    return frame, floor_eigenvalues(lam, input_dtype), EigenBases(u)
 
 
-def _weighted_sum_in_eigenbasis(u, b):
-    """``sum_i U_i B_i U_i^T`` for per-sample ``B_i`` (weights already applied)."""
-    return sym(common.sum_of_products(u @ b, u))
-
-
-def _log_sum(loglam, u, w):
-    """``sum_i w_i log W_i`` from the logarithms of the eigenvalues."""
-    return sym(common.sum_of_products(u * (w.squeeze(-1) * loglam).unsqueeze(-2), u))
-
-
-def _fast_log_divided_differences(lam, loglam):
-    """``(log a - log b) / (a - b)`` to about ``1e-10`` relative, ``2 / (a + b)`` for pairs
-    closer than ``1e-5`` relative (where the quotient loses digits); enough for Newton steps,
-    whose fixed point does not depend on the Hessian."""
+def _newton_kernel(lam, loglam, w):
+    """``w_i K_i`` for the Hessian kernel of the module docstring, with ``1`` at ties. Near a
+    tie the quotient keeps about ``eps / |l_a - l_b|`` relative accuracy, enough for Newton
+    steps, whose fixed point does not depend on the Hessian; the implicit derivative uses the
+    exact divided differences of :mod:`riemtorch.linalg.spectral`."""
     a, b = lam.unsqueeze(-1), lam.unsqueeze(-2)
-    d = a - b
-    close = d.abs() <= 1e-5 * torch.maximum(a, b)
-    quotient = (loglam.unsqueeze(-1) - loglam.unsqueeze(-2)) / torch.where(close, 1.0, d)
-    return torch.where(close, 2.0 / (a + b), quotient)
+    quotient = (loglam.unsqueeze(-1) - loglam.unsqueeze(-2)).mul_(a + b).div_((a - b).mul_(2.0))
+    return quotient.nan_to_num_(1.0).mul_(w)
 
 
 class _Hessian:
-    """``D -> sum_i w_i U_i (K_i o (U_i^T D U_i)) U_i^T`` from the spectra of the samples."""
+    """``D -> sum_i U_i (kernel_i o (U_i^T D U_i)) U_i^T`` (weights inside the kernel)."""
 
-    def __init__(self, lam, u, w, dlog):
-        self.u, self.dlog = u, dlog
-        self.kernel = w * 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)) * dlog
+    def __init__(self, kernel, bases):
+        self.kernel, self.bases = kernel, bases
 
     def __call__(self, d):
-        u = self.u
-        rotated = u.transpose(-1, -2) @ common.left_shared(d, u)
-        return _weighted_sum_in_eigenbasis(u, self.kernel * rotated)
+        return sym(self.bases.combine(self.kernel * self.bases.rotate(d)))
 
 
 def _conjugate_gradient(op, b, atol, max_iter=30):
@@ -128,6 +116,10 @@ def _conjugate_gradient(op, b, atol, max_iter=30):
     return x
 
 
+def _inverse(x):
+    return torch.cholesky_inverse(common.cholesky(x))
+
+
 def arithmetic_harmonic_start(xs, w):
     """Geometric mean ``A # H`` of the weighted arithmetic and harmonic means, ``(..., n, n)``.
 
@@ -137,17 +129,17 @@ def arithmetic_harmonic_start(xs, w):
     eigendecomposition of the samples.
     """
     arith = (w * xs).sum(0)
-    inverse_mean = (w * torch.cholesky_inverse(common.cholesky(xs))).sum(0)
+    inverse_mean = (w * map_batch_chunks(_inverse, xs)).sum(0)
     chol = common.cholesky(arith)
     # A # H = L (I # L^-1 H L^-T) L^T, and L^-1 H L^-T = (L^T H^-1 L)^-1.
     whitened_inverse = sym(chol.transpose(-1, -2) @ inverse_mean @ chol)
     return common.unwhiten(chol, common.powm(whitened_inverse, -0.5))
 
 
-def karcher_gradient(lam, u, w):
+def karcher_gradient(lam, bases, w):
     """``log lam``, ``F(M) = sum_i w_i log W_i`` and its Frobenius norms from the spectra."""
     loglam = lam.log()
-    grad = _log_sum(loglam, u, w)
+    grad = sym(bases.combine_diagonal(w.squeeze(-1) * loglam))
     return loglam, grad, torch.linalg.matrix_norm(grad)
 
 
@@ -156,10 +148,10 @@ def _damping(nu, crit, previous):
     return torch.where(crit >= previous, 0.5 * nu, (2.0 * nu).clamp_max(1.0))
 
 
-def newton_step(root, lam, loglam, u, w, grad, nu, atol):
+def newton_step(root, lam, loglam, bases, w, grad, nu, atol):
     """The damped Newton step ``M^1/2 exp(nu H^-1[F]) M^1/2`` from ``M = root^2``, with
     ``H^-1[F]`` solved by conjugate gradients to the residual ``atol``."""
-    hessian = _Hessian(lam, u, w, _fast_log_divided_differences(lam, loglam))
+    hessian = _Hessian(_newton_kernel(lam, loglam, w), bases)
     step = _conjugate_gradient(hessian, grad, atol=atol)
     return sym(root @ common.expm(nu[..., None, None] * sym(step)) @ root)
 
@@ -183,9 +175,9 @@ def newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=Fal
     With ``step_past_tolerance`` the iteration takes one more (quadratically convergent) step
     from the first estimate with ``||F|| <= tol`` and returns ``(M, None, None, None)``.
     Otherwise it ends at that estimate, or after the last step, and returns
-    ``(M, frame, lam, U)`` with the whitened spectrum ``W_i = U diag(lam) U^T`` at the returned
-    ``M``, so a caller that centres the samples at the mean needs no further ``eigh``:
-    ``max_iter = 1`` costs two batched ``eigh`` in all.
+    ``(M, frame, lam, bases)`` with the whitened spectrum ``W_i = U_i diag(lam_i) U_i^T`` at the
+    returned ``M`` (eigenvectors as :class:`EigenBases`), so a caller that centres the samples
+    at the mean needs no further ``eigh``: ``max_iter = 1`` costs two batched ``eigh`` in all.
     """
     mean = arithmetic_harmonic_start(xs, w)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
@@ -193,37 +185,39 @@ def newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=Fal
     for k in range(max_iter + 1):
         if k == max_iter and step_past_tolerance:
             break
-        frame, lam, u = whitened_spectrum(xs, mean, input_dtype)
+        frame, lam, bases = whitened_spectrum(xs, mean, input_dtype)
         if k == max_iter:
-            return mean, frame, lam, u
-        loglam, grad, crit = karcher_gradient(lam, u, w)
+            return mean, frame, lam, bases
+        loglam, grad, crit = karcher_gradient(lam, bases, w)
         converged = bool(crit.amax() <= tol)
         if converged and not step_past_tolerance:
-            return mean, frame, lam, u
+            return mean, frame, lam, bases
         nu, previous = _damping(nu, crit, previous), crit
         atol = _solve_tolerance(crit, tol, last=k == max_iter - 1)
-        mean = newton_step(frame.root, lam, loglam, u, w, grad, nu, atol)
+        mean = newton_step(frame.root, lam, loglam, bases, w, grad, nu, atol)
         if converged:
             break
     return mean, None, None, None
 
 
-def implicit_solve(root, lam, u, w, grad_mean):
+# Relative residual of the implicit solve: gradients to about ten digits in float64 (the
+# mean itself is only as accurate as the Newton iterations' tolerance), the rounding floor in
+# float32.
+IMPLICIT_RTOL = {torch.float64: 1e-10}
+
+
+def implicit_solve(root, lam, bases, w, grad_mean):
     """Solve ``H[Z] = M^1/2 G M^1/2`` for a loss gradient ``G`` of the mean ``M`` (the implicit
-    function theorem at the solution). Returns ``Z`` and the Hessian (its ``dlog`` holds the
-    divided differences of ``log``). The gradient of sample ``i`` is then
+    function theorem at the solution). Returns ``Z`` and the divided differences ``dlog`` of
+    ``log`` at the ``lam``. The gradient of sample ``i`` is then
     ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
-    hessian = _Hessian(lam, u, w, spectral.LOG.loewner(lam))
+    dlog = spectral.LOG.loewner(lam)
+    kernel = w * 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)) * dlog
     rhs = sym(root @ grad_mean @ root)
-    scale = torch.linalg.matrix_norm(rhs).amax()
-    z = _conjugate_gradient(hessian, rhs, atol=float(scale) * 1e3 * torch.finfo(lam.dtype).eps,
-                            max_iter=100)
-    return z, hessian
-
-
-def rotate_in(u, z):
-    """``U_i^T Z U_i`` for per-sample eigenvectors ``u`` and a shared ``z``."""
-    return u.transpose(-1, -2) @ common.left_shared(z, u)
+    rtol = IMPLICIT_RTOL.get(lam.dtype, 1e3 * torch.finfo(lam.dtype).eps)
+    atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
+    z = _conjugate_gradient(_Hessian(kernel, bases), rhs, atol=atol, max_iter=100)
+    return z, dlog
 
 
 class _KarcherMean(torch.autograd.Function):
@@ -238,12 +232,13 @@ class _KarcherMean(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
-        frame, lam, u = whitened_spectrum(xs, mean, ctx.input_dtype)
-        z, hessian = implicit_solve(frame.root, lam, u, w, grad)
-        rotated = rotate_in(u, z)
+        frame, lam, bases = whitened_spectrum(xs, mean, ctx.input_dtype)
+        z, dlog = implicit_solve(frame.root, lam, bases, w, grad)
+        rotated = bases.rotate(z)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            dlog_z = u @ (hessian.dlog * rotated) @ u.transpose(-1, -2)
+            u = bases.u
+            dlog_z = u @ (dlog * rotated) @ u.transpose(-1, -2)
             grad_x = sym(w * common.congruence_shared(frame.inv_root, dlog_z))
         if ctx.needs_input_grad[1]:
             # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa

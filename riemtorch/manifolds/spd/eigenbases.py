@@ -1,0 +1,64 @@
+"""Per-sample eigenbases and their products with one shared matrix.
+
+The Karcher mean and the affine-invariant batch norm work in the eigenbases ``U_i`` of many
+samples at once and keep meeting two products: ``U_i^T D U_i`` for a shared ``D`` and the sum
+``sum_i U_i B_i U_i^T``. Each is a batch of small products; with the bases laid out once as
+the stacked rows of the ``U_i^T`` (an ``(N n, n)`` matrix) and as the wide matrix
+``[U_1 ... U_N]`` (``(n, N n)``), half of the work becomes one large matrix product with no
+copies per call, about twice as fast on CPU as the batched form.
+"""
+
+import torch
+
+
+class EigenBases:
+    """Eigenvectors ``u`` ``(N, *batch, n, n)`` of ``N`` samples (columns are eigenvectors).
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        Orthogonal matrices, samples first; ``*batch`` are shared leading dimensions
+        (channels) that broadcast against the shared matrices.
+    """
+
+    def __init__(self, u: torch.Tensor):
+        self.u = u
+        count, n = u.shape[0], u.shape[-1]
+        self._shape = (count, n)
+        # samples next to the matrix dimensions: (*batch, N, n, n)
+        self._by_sample = u.movedim(0, -3).contiguous()
+        self._rows = self._by_sample.transpose(-1, -2).reshape(*u.shape[1:-2], count * n, n)
+        self._wide = self._by_sample.transpose(-3, -2).reshape(*u.shape[1:-2], n, count * n)
+
+    def rotate(self, d: torch.Tensor) -> torch.Tensor:
+        """``U_i^T D U_i`` for a shared ``d`` ``(*batch, n, n)``; ``(N, *batch, n, n)``."""
+        count, n = self._shape
+        out = (self._rows @ d).unflatten(-2, (count, n)) @ self._by_sample
+        return out.movedim(-3, 0)
+
+    def _frames(self, a):
+        """``U_i^T a`` for a shared ``a``, ``(*batch, N, n, n)``."""
+        count, n = self._shape
+        return (self._rows @ a).unflatten(-2, (count, n))
+
+    def to_bases(self, xs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``U_i^T a X_i a^T U_i`` for per-sample ``xs`` ``(N, *batch, n, n)`` and a shared
+        ``a`` ``(*batch, n, n)`` (not symmetrised)."""
+        frames = self._frames(a)
+        return (frames @ xs.movedim(0, -3) @ frames.transpose(-1, -2)).movedim(-3, 0)
+
+    def from_bases(self, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``a U_i B_i U_i^T a^T`` for per-sample ``b`` ``(N, *batch, n, n)`` and a shared
+        ``a`` (not symmetrised): the inverse of :meth:`to_bases` for orthogonal ``a``."""
+        frames = self._frames(a.transpose(-1, -2))
+        return (frames.transpose(-1, -2) @ b.movedim(0, -3) @ frames).movedim(-3, 0)
+
+    def combine(self, b: torch.Tensor) -> torch.Tensor:
+        """``sum_i U_i B_i U_i^T`` for per-sample ``b`` ``(N, *batch, n, n)``."""
+        q = b.movedim(0, -3) @ self._by_sample.transpose(-1, -2)
+        return self._wide @ q.flatten(-3, -2)
+
+    def combine_diagonal(self, s: torch.Tensor) -> torch.Tensor:
+        """``sum_i U_i diag(s_i) U_i^T`` for per-sample ``s`` ``(N, *batch, n)``."""
+        scaled = self._wide * s.movedim(0, -2).flatten(-2).unsqueeze(-2)
+        return scaled @ self._rows
