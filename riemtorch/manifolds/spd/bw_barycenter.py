@@ -103,12 +103,17 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
     if method == "newton_schulz":
         c = sym(common.congruence_shared(factor_t, xs))
         return (w * sqrtm_by(c, method)).sum(0), None
-    if stored is not None:
+    if stored is None:
+        lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(factor_t, xs))
+    else:
         bases, sig, rt = stored
-        rt, ok = _chord_sqrt(bases.to_bases(xs, factor_t), rt, sig, target)
+        ct = bases.to_bases(xs, factor_t)
+        rt, ok = _chord_sqrt(ct, rt, sig, target)
         if ok:
             return bases.combine(w * rt), (bases, sig, rt)
-    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(factor_t, xs))
+        # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
+        lam, v = map_batch_chunks(torch.linalg.eigh, ct)
+        u = bases.u @ v
     sig = floor_eigenvalues(lam, xs.dtype).sqrt()
     bases = EigenBases(u)
     return bases.combine_diagonal(w.squeeze(-1) * sig), (bases, sig, torch.diag_embed(sig))
