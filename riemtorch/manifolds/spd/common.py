@@ -83,15 +83,6 @@ def congruence_shared(a: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     return right_shared(left_shared(a, xs), a.transpose(-1, -2))
 
 
-def sum_of_products(c: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``sum_i C_i U_i^T`` for ``c``, ``u`` ``(N, ..., n, n)``."""
-    ct, ut = c.movedim(0, -3), u.movedim(0, -3)
-    count, n = ct.shape[-3], ct.shape[-1]
-    wide_c = ct.transpose(-3, -2).reshape(*ct.shape[:-3], ct.shape[-2], count * n)
-    wide_u = ut.transpose(-3, -2).reshape(*ut.shape[:-3], ut.shape[-2], count * n)
-    return wide_c @ wide_u.transpose(-1, -2)
-
-
 def identity(n: int, batch=(), dtype=None, device=None) -> torch.Tensor:
     """Identity matrices of shape ``(*batch, n, n)`` (a fresh, writable tensor)."""
     return torch.eye(n, dtype=dtype, device=device).expand(*batch, n, n).clone()

@@ -237,9 +237,7 @@ class _KarcherMean(torch.autograd.Function):
         rotated = bases.rotate(z)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            u = bases.u
-            dlog_z = u @ (dlog * rotated) @ u.transpose(-1, -2)
-            grad_x = sym(w * common.congruence_shared(frame.inv_root, dlog_z))
+            grad_x = sym(w * bases.from_bases(dlog * rotated, frame.inv_root))
         if ctx.needs_input_grad[1]:
             # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa
             diagonal = torch.diagonal(rotated, dim1=-2, dim2=-1)
