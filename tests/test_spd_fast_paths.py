@@ -151,3 +151,6 @@ def test_eigenbasis_products_match_per_sample_products(batch):
     torch.testing.assert_close(bases.to_bases(b, d), ut @ d @ b @ d.transpose(-1, -2) @ u, **close)
     torch.testing.assert_close(bases.from_bases(b, d), d @ u @ b @ ut @ d.transpose(-1, -2),
                                **close)
+    for shared in (d, d.transpose(-1, -2)):  # the second call reuses the buffers of the first
+        torch.testing.assert_close(bases.hadamard_sandwich(b, shared),
+                                   (u @ (b * (ut @ shared @ u)) @ ut).sum(0), **close)

@@ -45,7 +45,11 @@ def _without_grad(fn, args):
 def _concatenate(results, batch):
     first = results[0]
     if isinstance(first, torch.Tensor):
-        out = torch.cat(results)
+        if first.dim() >= 3 and not first.is_contiguous() and first.mT.is_contiguous():
+            # keep the column-major matrices LAPACK returns, as the unsplit call does
+            out = torch.cat([r.mT for r in results]).mT
+        else:
+            out = torch.cat(results)
         return out.reshape(*batch, *out.shape[1:])
     return tuple(_concatenate([r[i] for r in results], batch) for i in range(len(first)))
 

@@ -90,7 +90,7 @@ class _Hessian:
         self.kernel, self.bases = kernel, bases
 
     def __call__(self, d):
-        return sym(self.bases.combine(self.kernel * self.bases.rotate(d)))
+        return sym(self.bases.hadamard_sandwich(self.kernel, d))
 
 
 def _conjugate_gradient(op, b, atol, max_iter=30):
