@@ -79,7 +79,10 @@ def _newton_kernel(lam, loglam, w):
     steps, whose fixed point does not depend on the Hessian; the implicit derivative uses the
     exact divided differences of :mod:`riemtorch.linalg.spectral`."""
     a, b = lam.unsqueeze(-1), lam.unsqueeze(-2)
-    quotient = (loglam.unsqueeze(-1) - loglam.unsqueeze(-2)).mul_(a + b).div_((a - b).mul_(2.0))
+    quotient = loglam.unsqueeze(-1) - loglam.unsqueeze(-2)
+    pair = torch.sub(a, b, out=torch.empty_like(quotient))
+    quotient.div_(pair)
+    quotient.mul_(torch.add(a, b, out=pair)).mul_(0.5)
     return quotient.nan_to_num_(1.0).mul_(w)
 
 
