@@ -82,8 +82,9 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
     denominator = sig.unsqueeze(-1) + sig.unsqueeze(-2)
     scale = torch.linalg.matrix_norm(ct)
     previous = 1e-3  # so that a first residual above 1e-4 gives up at once
+    rt = rt.clone()  # refined in place below
     for step in range(max_steps + 1):
-        residual = ct - rt @ rt
+        residual = (rt @ rt).sub_(ct).neg_()
         size = float((torch.linalg.matrix_norm(residual) / scale).amax())
         if size <= target:
             return rt, True
@@ -91,7 +92,7 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
             return rt, False
         previous = size
         # no symmetrisation: the asymmetry stays at rounding level and the sum is symmetrised
-        rt = rt + residual / denominator
+        rt.add_(residual.div_(denominator))
     return rt, False
 
 
