@@ -172,7 +172,7 @@ class _Barycenter(torch.autograd.Function):
             image = fixed_point_map(s, xs, w, ctx.method)
         grad = sym(grad)
         adjoint = grad
-        limit = 1e3 * torch.finfo(grad.dtype).eps * float(torch.linalg.matrix_norm(grad).amax())
+        limit = common.implicit_rtol(grad.dtype) * float(torch.linalg.matrix_norm(grad).amax())
         for _ in range(200):
             (back,) = torch.autograd.grad(image, s, adjoint, retain_graph=True)
             update = grad + sym(back)

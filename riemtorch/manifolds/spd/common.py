@@ -58,6 +58,13 @@ def unwhiten(chol: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return sym(chol @ a @ chol.transpose(-1, -2))
 
 
+def implicit_rtol(dtype: torch.dtype) -> float:
+    """Relative accuracy to which the implicit backward passes of the means solve their
+    linear systems: about ten digits in float64 (a mean is only as accurate as its solver's
+    tolerance), the rounding floor ``1e3 eps`` in lower precision."""
+    return 1e-10 if dtype == torch.float64 else 1e3 * torch.finfo(dtype).eps
+
+
 def congruence_shared(a: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     """``a X_i a^T`` for ``a`` ``(..., n, n)`` and samples ``xs`` ``(N, ..., n, n)`` (not
     symmetrised): ``X_i a^T`` for all samples is one large matrix product."""

@@ -203,12 +203,6 @@ def newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=Fal
     return mean, None, None, None
 
 
-# Relative residual of the implicit solve: gradients to about ten digits in float64 (the
-# mean itself is only as accurate as the Newton iterations' tolerance), the rounding floor in
-# float32.
-IMPLICIT_RTOL = {torch.float64: 1e-10}
-
-
 def implicit_solve(root, lam, bases, w, grad_mean):
     """Solve ``H[Z] = M^1/2 G M^1/2`` for a loss gradient ``G`` of the mean ``M`` (the implicit
     function theorem at the solution). Returns ``Z`` and the divided differences ``dlog`` of
@@ -217,8 +211,7 @@ def implicit_solve(root, lam, bases, w, grad_mean):
     dlog = spectral.LOG.loewner(lam)
     kernel = w * 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)) * dlog
     rhs = sym(root @ grad_mean @ root)
-    rtol = IMPLICIT_RTOL.get(lam.dtype, 1e3 * torch.finfo(lam.dtype).eps)
-    atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
+    atol = float(torch.linalg.matrix_norm(rhs).amax()) * common.implicit_rtol(lam.dtype)
     z = _conjugate_gradient(_Hessian(kernel, bases), rhs, atol=atol, max_iter=100)
     return z, dlog
 
