@@ -127,7 +127,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     has Frobenius norm at most ``tol`` (the criterion of pyRiemann's ``mean_wasserstein``).
     Returns the barycenter and whether that criterion was met within ``max_iter``.
     """
-    factor = common.cholesky((w * xs).sum(0))
+    factor = common.cholesky(common.weighted_sum(w, xs))
     eps = torch.finfo(xs.dtype).eps
     stored = None
     for _ in range(max_iter):
@@ -148,7 +148,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
 def unrolled_fixed_point(xs, w, iterations, method="eigh"):
     """``iterations`` steps of ``S <- Phi(S)`` from the arithmetic mean, differentiated by
     autograd through every step: the derivative of a truncated iteration."""
-    s = (w * xs).sum(0)
+    s = common.weighted_sum(w, xs)
     for _ in range(iterations):
         s = fixed_point_map(s, xs, w, method)
     return s

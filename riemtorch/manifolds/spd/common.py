@@ -58,6 +58,14 @@ def unwhiten(chol: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return sym(chol @ a @ chol.transpose(-1, -2))
 
 
+def weighted_sum(w: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i X_i`` over the first dimension for weights ``w`` ``(N, ..., 1, 1)``; weights
+    shared by the batch dimensions need no ``(N, ..., n, n)`` temporary."""
+    if all(size == 1 for size in w.shape[1:]):
+        return torch.tensordot(w.reshape(-1), xs, dims=1)
+    return (w * xs).sum(0)
+
+
 def implicit_rtol(dtype: torch.dtype) -> float:
     """Relative accuracy to which the implicit backward passes of the means solve their
     linear systems: about ten digits in float64 (a mean is only as accurate as its solver's

@@ -14,6 +14,9 @@ import torch
 class EigenBases:
     """Eigenvectors ``u`` ``(N, *batch, n, n)`` of ``N`` samples (columns are eigenvectors).
 
+    For computations without autograd (solvers and hand-written backward passes): some
+    products write into work tensors.
+
     Parameters
     ----------
     u : torch.Tensor
@@ -61,16 +64,21 @@ class EigenBases:
         q = b.movedim(0, -3) @ self._by_sample.mT
         return self._wide @ q.flatten(-3, -2)
 
+    def _buffers(self):
+        """Two work tensors of the samples' size, allocated on first use and reused: iterative
+        solvers call the products many times, and a fresh large tensor costs page faults."""
+        if self._work is None:
+            count, n = self._shape
+            self._work = (torch.empty_like(self._rows),
+                          torch.empty_like(self._rows).unflatten(-2, (count, n)))
+        return self._work
+
     def hadamard_sandwich(self, kernel: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         """``sum_i U_i (K_i o (U_i^T D U_i)) U_i^T`` for per-sample ``kernel`` ``K_i``
         ``(N, *batch, n, n)`` and a shared ``d``: :meth:`combine` of :meth:`rotate`, with the
-        per-sample intermediates in two buffers kept between calls (iterative solvers call it
-        many times, and a fresh large tensor per product costs page faults)."""
+        per-sample intermediates in the reused work tensors."""
         count, n = self._shape
-        if self._work is None:
-            self._work = (torch.empty_like(self._rows),
-                          torch.empty_like(self._rows).unflatten(-2, (count, n)))
-        left, middle = self._work
+        left, middle = self._buffers()
         torch.matmul(self._rows, d, out=left)
         torch.matmul(left.unflatten(-2, (count, n)), self._by_sample, out=middle)
         middle.mul_(kernel.movedim(0, -3))
@@ -79,5 +87,6 @@ class EigenBases:
 
     def combine_diagonal(self, s: torch.Tensor) -> torch.Tensor:
         """``sum_i U_i diag(s_i) U_i^T`` for per-sample ``s`` ``(N, *batch, n)``."""
-        scaled = self._wide * s.movedim(0, -2).flatten(-2).unsqueeze(-2)
-        return scaled @ self._rows
+        scaled = torch.mul(self._rows, s.movedim(0, -2).flatten(-2).unsqueeze(-1),
+                           out=self._buffers()[0])
+        return self._wide @ scaled

@@ -131,8 +131,8 @@ def arithmetic_harmonic_start(xs, w):
     ``5e-4`` off but costs a batched ``eigh``); it needs Cholesky factors, no
     eigendecomposition of the samples.
     """
-    arith = (w * xs).sum(0)
-    inverse_mean = (w * map_batch_chunks(_inverse, xs)).sum(0)
+    arith = common.weighted_sum(w, xs)
+    inverse_mean = common.weighted_sum(w, map_batch_chunks(_inverse, xs))
     chol = common.cholesky(arith)
     # A # H = L (I # L^-1 H L^-T) L^T, and L^-1 H L^-T = (L^T H^-1 L)^-1.
     whitened_inverse = sym(chol.transpose(-1, -2) @ inverse_mean @ chol)
