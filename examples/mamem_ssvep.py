@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=12, help="BiMap output size")
     parser.add_argument("--segments", type=int, default=1, help="covariances per window")
     parser.add_argument("--shrinkage", type=float, default=0.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
