@@ -31,6 +31,7 @@ import torch
 from riemtorch.linalg import spectral
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import karcher
+from riemtorch.manifolds.spd.eigenbases import EigenBases
 
 
 def _diagonal(a):
@@ -64,7 +65,7 @@ class _AIMNormalize(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_z, _grad_mean, _grad_var):
         var, t, w, root, inv_root, mu, v, lam, loglam, powered, u = ctx.saved_tensors
-        bases = karcher.EigenBases(u)
+        bases = EigenBases(u)
         rotated = u.transpose(-1, -2) @ sym(grad_z) @ u
         grad_scale = None
         inner = spectral.Power(t[..., None, None]).loewner(lam) * rotated

@@ -103,7 +103,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
     factor_t = factor.transpose(-1, -2)
     if method == "newton_schulz":
         c = sym(common.congruence_shared(factor_t, xs))
-        return (w * sqrtm_by(c, method)).sum(0), None
+        return common.weighted_sum(w, sqrtm_by(c, method)), None
     if stored is None:
         lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(factor_t, xs))
     else:

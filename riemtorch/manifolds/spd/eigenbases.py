@@ -38,9 +38,7 @@ class EigenBases:
 
     def rotate(self, d: torch.Tensor) -> torch.Tensor:
         """``U_i^T D U_i`` for a shared ``d`` ``(*batch, n, n)``; ``(N, *batch, n, n)``."""
-        count, n = self._shape
-        out = (self._rows @ d).unflatten(-2, (count, n)) @ self._by_sample
-        return out.movedim(-3, 0)
+        return (self._frames(d) @ self._by_sample).movedim(-3, 0)
 
     def _frames(self, a):
         """``U_i^T a`` for a shared ``a``, ``(*batch, N, n, n)``."""
