@@ -10,6 +10,7 @@ import torch
 
 import riemtorch
 from riemtorch import linalg as L
+from riemtorch.linalg.batched import eigh as batched_eigh
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -45,7 +46,7 @@ def test_spd_batch_norm_matches_cpu(metric):
     results = []
     for device in ("cpu", CUDA):
         layer = riemtorch.nn.SPDBatchNorm(5, metric=metric, dtype=x.dtype, device=device)
-        leaf = x.to(device).requires_grad_()
+        leaf = x.to(device, copy=True).requires_grad_()
         out = layer(leaf)
         (out * weight.to(device)).sum().backward()
         results.append((out.detach().cpu(), leaf.grad.cpu(), layer.running_mean.cpu()))
@@ -70,7 +71,7 @@ def test_optimizer_step_matches_cpu():
                            generator=torch.Generator().manual_seed(3))
     points = []
     for device in ("cpu", CUDA):
-        p = riemtorch.ManifoldParameter(start.to(device), stiefel)
+        p = riemtorch.ManifoldParameter(start.to(device, copy=True), stiefel)
         opt = riemtorch.optim.RiemannianAdam([p], lr=0.1)
         for _ in range(3):
             opt.zero_grad()
@@ -78,3 +79,19 @@ def test_optimizer_step_matches_cpu():
             opt.step()
         points.append(p.detach().cpu())
     torch.testing.assert_close(points[0], points[1], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_large_batched_eigh_on_host_matches_device(dtype):
+    x = _spd(24, n=40, dtype=dtype).to(CUDA).requires_grad_()
+    lam, u = batched_eigh(x)
+    assert lam.device.type == "cuda" and u.device.type == "cuda"
+    with riemtorch.config.override(cuda_eigh_on_host=False):
+        ref_lam, ref_u = batched_eigh(x)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(lam, ref_lam, **tol)
+    # eigenvectors up to sign: compare the reconstructed matrices
+    torch.testing.assert_close((u * lam.unsqueeze(-2)) @ u.mT, x.detach(), **tol)
+    (grad,) = torch.autograd.grad(lam.sum(), x)
+    eye = torch.eye(40, dtype=dtype, device=CUDA).expand_as(grad)
+    torch.testing.assert_close(grad, eye, **tol)

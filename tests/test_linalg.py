@@ -255,3 +255,23 @@ def test_kernel_congruence_values_and_gradcheck(kernel, point):
     torch.testing.assert_close(congruence.kernel_congruence(x, v, k), expected, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda a, b: congruence.kernel_congruence(L.sym(a), L.sym(b), k),
                                     (x.clone().requires_grad_(), v.clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("shared", ["x", "v"])
+def test_kernel_congruence_broadcasts_without_copies(shared):
+    """A shared X is decomposed once (one eigh of its own shape); values and gradients equal
+    those of the explicitly broadcast inputs."""
+    from riemtorch.linalg import congruence
+
+    k = congruence.InverseHalfSumRoot()
+    g = torch.Generator().manual_seed(7)
+    x = distinct(seed=8)[:1] if shared == "x" else distinct(seed=8)
+    v = L.sym(torch.randn(3, 1, 4, 4, dtype=F64, generator=g))
+    if shared == "v":
+        v = v[0]
+    out = congruence.kernel_congruence(x, v, k)
+    xb, vb = torch.broadcast_tensors(x, v)
+    torch.testing.assert_close(out, congruence.kernel_congruence(xb.clone(), vb.clone(), k),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: congruence.kernel_congruence(L.sym(a), L.sym(b), k),
+                                    (x.clone().requires_grad_(), v.clone().requires_grad_()))

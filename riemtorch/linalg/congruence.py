@@ -57,12 +57,13 @@ class InverseHalfSumRoot(Kernel):
 class _KernelCongruence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, kernel):
+        # X keeps its own batch shape: a matrix shared by a batch of V is decomposed once
         lam, u = eigh(x)
         ut = u.transpose(-1, -2)
         vt = ut @ v.to(u.dtype) @ u
         out = u @ (kernel.matrix(lam) * vt) @ ut
         ctx.save_for_backward(lam, u, vt)
-        ctx.kernel, ctx.dtypes = kernel, (x.dtype, v.dtype)
+        ctx.kernel, ctx.dtypes, ctx.v_shape = kernel, (x.dtype, v.dtype), v.shape
         return out.to(torch.promote_types(x.dtype, v.dtype))
 
     @staticmethod
@@ -73,15 +74,18 @@ class _KernelCongruence(torch.autograd.Function):
         gt = ut @ sym(grad.to(u.dtype)) @ u
         grad_v = u @ (ctx.kernel.matrix(lam) * gt) @ ut
         t = torch.einsum("...pqc,...pc,...qc->...pq", ctx.kernel.divided(lam), gt, vt)
+        t = t.sum_to_size(u.shape)
         grad_x = u @ (t + t.transpose(-1, -2)) @ ut
-        return grad_x.to(ctx.dtypes[0]), grad_v.to(ctx.dtypes[1]), None
+        return (grad_x.to(ctx.dtypes[0]), grad_v.sum_to_size(ctx.v_shape).to(ctx.dtypes[1]),
+                None)
 
 
 def kernel_congruence(x: torch.Tensor, v: torch.Tensor, kernel: Kernel) -> torch.Tensor:
     """``U (K o (U^T V U)) U^T`` for symmetric ``X = U diag(a) U^T`` ``(..., n, n)`` and symmetric
     ``V`` (broadcasting with ``X``), without input checks (for library internals).
 
-    One ``eigh`` (in the working dtype of :mod:`riemtorch.config`); gradients in ``X`` and ``V``
-    are finite and exact at repeated eigenvalues (see the module docstring).
+    One ``eigh`` of ``X`` in its own batch shape (in the working dtype of :mod:`riemtorch.config`),
+    so a matrix shared by a batch of ``V`` is decomposed once; gradients in ``X`` and ``V`` are
+    finite and exact at repeated eigenvalues (see the module docstring).
     """
     return _KernelCongruence.apply(x, v, kernel)

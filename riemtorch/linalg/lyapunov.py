@@ -2,6 +2,7 @@
 
 import torch
 
+from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
 from riemtorch.linalg.symmetric import eigh, floor_eigenvalues, sym, working_dtype
 
@@ -101,4 +102,4 @@ def generalized_eigvalsh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, chol = torch.broadcast_tensors(a, chol)
     half = torch.linalg.solve_triangular(chol, a, upper=False)
     whole = torch.linalg.solve_triangular(chol, half.transpose(-1, -2), upper=False)
-    return torch.linalg.eigvalsh(sym(whole)).to(dtype)
+    return eigvalsh(sym(whole)).to(dtype)

@@ -17,6 +17,7 @@ import torch
 
 from riemtorch import config
 from riemtorch.linalg import spectral
+from riemtorch.linalg import batched
 from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.checks import check_symmetric_matrix
 
@@ -35,7 +36,7 @@ def working_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def eigh(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``torch.linalg.eigh`` in the working dtype of the policy (results in that dtype)."""
-    return torch.linalg.eigh(x.to(working_dtype(x.dtype)))
+    return batched.eigh(x.to(working_dtype(x.dtype)))
 
 
 def floor_eigenvalues(lam: torch.Tensor, input_dtype: torch.dtype) -> torch.Tensor:

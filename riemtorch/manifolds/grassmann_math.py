@@ -21,6 +21,7 @@ subspaces (eigenvalues ``sin^2 theta`` of ``P^T P = I - M^T M``):
 
 import torch
 
+from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
 from riemtorch.manifolds.spectral_funcs import (
     ASIN_SQ,
@@ -96,7 +97,7 @@ def grassmann_dist2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _, p = _angles_frame(x, y)
     gram = _gram(p)
     # Only eigenvalues: their gradient u_i u_i^T needs no eigenvalue gaps.
-    sines = torch.linalg.eigvalsh(gram.to(working_dtype(gram.dtype)))
+    sines = eigvalsh(gram.to(working_dtype(gram.dtype)))
     return ASIN_SQ.f(sines).sum(-1).to(gram.dtype)
 
 

@@ -9,7 +9,7 @@ They take tensors in the working dtype (see :mod:`riemtorch.manifolds.spd.common
 
 import torch
 
-from riemtorch.linalg.batched import map_batch_chunks
+from riemtorch.linalg.batched import eigvalsh, map_batch_chunks
 from riemtorch.linalg import spectral
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common, karcher
@@ -42,8 +42,7 @@ def aim_log(x, y):
 def _aim_dist2(x, y):
     chol = common.cholesky(x)
     half = torch.linalg.solve_triangular(chol, y, upper=False)
-    lam = torch.linalg.eigvalsh(torch.linalg.solve_triangular(chol, half.transpose(-1, -2),
-                                                              upper=False))
+    lam = eigvalsh(torch.linalg.solve_triangular(chol, half.transpose(-1, -2), upper=False))
     return torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny)).square().sum(-1)
 
 

@@ -10,6 +10,7 @@
 import torch
 
 from riemtorch.linalg import congruence
+from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.lyapunov import solve_lyapunov
 from riemtorch.linalg.safe import safe_sqrt
 from riemtorch.linalg.symmetric import sym
@@ -61,7 +62,7 @@ def bw_dist2(x, y, method="eigh"):
     chol = common.cholesky(x)
     product = sym(chol.transpose(-1, -2) @ y @ chol)
     if method == "eigh":
-        cross = safe_sqrt(torch.linalg.eigvalsh(product)).sum(-1)
+        cross = safe_sqrt(eigvalsh(product)).sum(-1)
     else:
         cross = _trace(barycenter.sqrtm_by(product, method))
     return _trace(x) + _trace(y) - 2 * cross
@@ -75,7 +76,6 @@ def bw_geodesic(x, y, t, method="eigh"):
 
 def _scale_in_eigenbasis(x, v, kernel):
     """``U (V~_ij k(s_i, s_j)) U^T`` with ``X = U diag(s) U^T``, ``V~ = U^T V U``."""
-    x, v = torch.broadcast_tensors(x, v)
     return sym(congruence.kernel_congruence(x, v, kernel))
 
 

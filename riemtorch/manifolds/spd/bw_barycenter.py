@@ -30,7 +30,7 @@ through ``Phi`` with the finite-at-ties matrix-function backward of :mod:`riemto
 
 import torch
 
-from riemtorch.linalg.batched import map_batch_chunks
+from riemtorch.linalg.batched import eigh, map_batch_chunks
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.symmetric import floor_eigenvalues, sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
@@ -105,7 +105,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
         c = sym(common.congruence_shared(factor_t, xs))
         return common.weighted_sum(w, sqrtm_by(c, method)), None
     if stored is None:
-        lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(factor_t, xs))
+        lam, u = map_batch_chunks(eigh, common.congruence_shared(factor_t, xs))
     else:
         bases, sig, rt = stored
         ct = bases.to_bases(xs, factor_t)
@@ -113,7 +113,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
         if ok:
             return bases.combine(w * rt), (bases, sig, rt)
         # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
-        lam, v = map_batch_chunks(torch.linalg.eigh, ct)
+        lam, v = map_batch_chunks(eigh, ct)
         u = bases.u @ v
     sig = floor_eigenvalues(lam, xs.dtype).sqrt()
     bases = EigenBases(u)

@@ -13,6 +13,7 @@ import torch
 
 from riemtorch import config
 from riemtorch.linalg import spectral
+from riemtorch.linalg.batched import eigh
 from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
 from riemtorch.linalg.symmetric import apply_spectral, floor_eigenvalues, sym, working_dtype
 
@@ -122,7 +123,7 @@ def scaled_expm_of_log(x: torch.Tensor, t) -> torch.Tensor:
 def project_spd(x: torch.Tensor) -> torch.Tensor:
     """Symmetric part with eigenvalues floored at ``10 n eps`` times the largest one."""
     dtype, (y,) = promote(x)
-    lam, u = torch.linalg.eigh(sym(y))
+    lam, u = eigh(sym(y))
     n = x.shape[-1]
     floor = 10 * n * torch.finfo(dtype).eps
     top = lam.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
@@ -178,7 +179,7 @@ class Frame:
     """
 
     def __init__(self, x: torch.Tensor, fn: spectral.SpectralFunction):
-        lam, u = torch.linalg.eigh(x)
+        lam, u = eigh(x)
         lam = floor_eigenvalues(lam, x.dtype)
         self.u = u
         self.loewner = fn.loewner(lam)

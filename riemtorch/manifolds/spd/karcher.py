@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.batched import map_batch_chunks
+from riemtorch.linalg.batched import eigh, map_batch_chunks
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -53,7 +53,7 @@ class Frame(NamedTuple):
 
 def symmetric_frame(mean) -> Frame:
     """The :class:`Frame` of SPD ``M`` from one ``eigh`` (no autograd)."""
-    mu, v = torch.linalg.eigh(mean)
+    mu, v = eigh(mean)
     mu = mu.clamp_min(torch.finfo(mu.dtype).tiny)
     vt = v.transpose(-1, -2)
     root = (v * mu.sqrt().unsqueeze(-2)) @ vt
@@ -69,7 +69,7 @@ def whitened_spectrum(xs, mean, input_dtype):
     (no autograd).
     """
     frame = symmetric_frame(mean)
-    lam, u = map_batch_chunks(torch.linalg.eigh, common.congruence_shared(frame.inv_root, xs))
+    lam, u = map_batch_chunks(eigh, common.congruence_shared(frame.inv_root, xs))
     return frame, floor_eigenvalues(lam, input_dtype), EigenBases(u)
 
 
