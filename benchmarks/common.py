@@ -24,6 +24,20 @@ def median_ms(fn, repeat: int = 7, warmup: int = 2) -> float:
     return 1e3 * statistics.median(times)
 
 
+def synchronized(fn, device):
+    """``fn`` followed by a device synchronisation on CUDA, so that wall-clock timing counts the
+    kernels it launched (unchanged on CPU)."""
+    if torch.device(device).type != "cuda":
+        return fn
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return call
+
+
 def machine() -> str:
     """One line describing where the numbers were taken."""
     return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "

@@ -1,7 +1,8 @@
 """Hyperbolic operations against geoopt (and hypll when installed): Poincaré ball and Lorentz.
 
 Batch of 100000 points of dimension 16 (Lorentz: ambient 17), float32 and float64; median
-milliseconds and the ratio peer / riemtorch (above 1: riemtorch is faster).
+milliseconds and the ratio peer / riemtorch (above 1: riemtorch is faster). riemtorch runs with
+validation off (``riemtorch.config``), as in ``spd.py``: geoopt does not validate either.
 
 Run: ``python benchmarks/hyperbolic.py``
 """
@@ -17,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import median_ms, print_table, setup  # noqa: E402
 
+import riemtorch  # noqa: E402
 from riemtorch import Lorentz, PoincareBall  # noqa: E402
 
 BATCH, DIM = 100_000, 16
@@ -138,4 +140,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with riemtorch.config.override(validate=False):
+        main()

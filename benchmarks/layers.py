@@ -21,26 +21,28 @@ import riemtorch
 from riemtorch import nn as rnn
 from riemtorch.optim import RiemannianAdam
 
-from common import median_ms, print_table, setup
+from common import median_ms, print_table, setup, synchronized
 
 N_IN, N_OUT, CLASSES = 40, 20, 4
 
 
-def riemtorch_step(batch, mean_iters):
+def riemtorch_step(mean_iters, dtype=torch.float64, device="cpu"):
     model = torch.nn.Sequential(
-        rnn.BiMap(N_IN, N_OUT, dtype=torch.float64), rnn.ReEig(1e-4),
-        rnn.SPDBatchNorm(N_OUT, metric="aim", mean_iters=mean_iters, dtype=torch.float64),
-        rnn.LogEig(), rnn.Vech(), torch.nn.Linear(N_OUT * (N_OUT + 1) // 2, CLASSES, dtype=torch.float64))
+        rnn.BiMap(N_IN, N_OUT, dtype=dtype), rnn.ReEig(1e-4),
+        rnn.SPDBatchNorm(N_OUT, metric="aim", mean_iters=mean_iters, dtype=dtype),
+        rnn.LogEig(), rnn.Vech(), torch.nn.Linear(N_OUT * (N_OUT + 1) // 2, CLASSES, dtype=dtype))
+    model.to(device)
     return model, RiemannianAdam(model.parameters(), lr=1e-3)
 
 
-def spd_learn_step(batch):
+def spd_learn_step(dtype=torch.float64, device="cpu"):
     from spd_learn import modules as M
 
     model = torch.nn.Sequential(
-        M.BiMap(N_IN, N_OUT, dtype=torch.float64), M.ReEig(),
-        M.SPDBatchNormMeanVar(N_OUT, n_iter=1, dtype=torch.float64), M.LogEig(upper=True, flatten=True),
-        torch.nn.Linear(N_OUT * (N_OUT + 1) // 2, CLASSES, dtype=torch.float64))
+        M.BiMap(N_IN, N_OUT, dtype=dtype), M.ReEig(),
+        M.SPDBatchNormMeanVar(N_OUT, n_iter=1, dtype=dtype), M.LogEig(upper=True, flatten=True),
+        torch.nn.Linear(N_OUT * (N_OUT + 1) // 2, CLASSES, dtype=dtype))
+    model.to(device)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
@@ -52,7 +54,7 @@ def timed(model, optimizer, x, y):
         loss_fn(model(x), y).backward()
         optimizer.step()
 
-    return median_ms(step, repeat=15, warmup=3)
+    return median_ms(synchronized(step, x.device), repeat=15, warmup=3)
 
 
 def main():
@@ -68,10 +70,10 @@ def main():
     y = torch.randint(0, CLASSES, (args.batch,), generator=g)
     rows = []
     with riemtorch.config.override(validate=False):
-        ours_one = timed(*riemtorch_step(args.batch, 1), x, y)
-        ours_tol = timed(*riemtorch_step(args.batch, None), x, y)
+        ours_one = timed(*riemtorch_step(1), x, y)
+        ours_tol = timed(*riemtorch_step(None), x, y)
     try:
-        peer = timed(*spd_learn_step(args.batch), x, y)
+        peer = timed(*spd_learn_step(), x, y)
     except ImportError:
         peer = None
     rows.append(["riemtorch, 1 Karcher iteration", ours_one, peer, peer / ours_one if peer else None])

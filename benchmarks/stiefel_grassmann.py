@@ -5,7 +5,8 @@ pymanopt is numpy and unbatched, so it is timed the way it is used: a Python loo
 batch. Same geometry in every row: geoopt's ``EuclideanStiefel`` for the Euclidean metric, its
 ``CanonicalStiefel.retr`` (a Cayley transform solved as an ``n x n`` system) against riemtorch's
 Cayley retraction (solved as a ``2p x 2p`` system), pymanopt's ``Stiefel`` and ``Grassmann``.
-Ratios are peer time / riemtorch time (above 1: riemtorch is faster).
+Ratios are peer time / riemtorch time (above 1: riemtorch is faster). riemtorch runs with
+validation off (``riemtorch.config``), as in ``spd.py``: the peers do not validate either.
 
 Run: ``python benchmarks/stiefel_grassmann.py``
 """
@@ -90,4 +91,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with riemtorch.config.override(validate=False):
+        main()

@@ -78,8 +78,10 @@ class SPDBatchNorm(RiemannianBatchNorm):
         Learn ``M`` (a manifold parameter under the affine-invariant metric).
     sqrtm_method : {"eigh", "newton_schulz"}
         For BW and GBW: matrix square roots by ``eigh`` or by Newton-Schulz iterations (matrix
-        products only, faster for large batches on GPUs; accuracy in
-        :mod:`riemtorch.linalg.newton_schulz`).
+        products only; accuracy in :mod:`riemtorch.linalg.newton_schulz`). On an H100, 256
+        matrices of 64 x 64: the Newton-Schulz forward is about 3x faster than the ``eigh``
+        one, forward + backward only 1.1-1.25x (the implicit backward of the barycenter
+        repeats the Lyapunov sign iteration); on CPUs ``eigh`` is faster.
     **kwargs
         ``momentum``, ``eps``, ``normalize_variance``, ``learn_scale``, ``learn_bias``, ``gyro``,
         ``mean_iters``, ``track_running_stats``, ``dtype``, ``device`` as in
