@@ -1,12 +1,30 @@
 """The manifolds that the generic axiom tests (test_axioms.py) run over.
 
 A new manifold joins the generic tests by appending one ``Case`` to ``CASES``.
+
+``RIEMTORCH_TEST_DEVICE=cuda`` runs the law tests on that device: data are drawn on the CPU
+(seeded generators) and moved there, the manifold is built there (:func:`build`).
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
+
+DEVICE = torch.device(os.environ.get("RIEMTORCH_TEST_DEVICE", "cpu"))
+
+
+def build(case):
+    """The manifold of ``case`` on the test device."""
+    m = case.make()
+    return m.to(DEVICE) if isinstance(m, torch.nn.Module) else m
+
+
+def draw(case, *batch, dtype, generator):
+    """Random points of ``case`` drawn on the CPU with ``generator``, on the test device."""
+    return case.make().random(*batch, dtype=dtype, generator=generator,
+                              **case.random_kwargs).to(DEVICE)
 
 
 @dataclass

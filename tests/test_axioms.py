@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from manifold_cases import CASES
+from manifold_cases import CASES, DEVICE, build, draw
 
 DTYPES = [torch.float64, torch.float32]
 SEEDS = [0, 1, 2]
@@ -35,7 +35,12 @@ def gen(request):
 
 
 def points(case, m, dtype, gen, batch=BATCH):
-    return m.random(*batch, dtype=dtype, generator=gen, **case.random_kwargs)
+    return draw(case, *batch, dtype=dtype, generator=gen)
+
+
+def gaussian(x, gen):
+    """Standard normal tensor shaped like ``x``, drawn on the CPU and moved to its device."""
+    return torch.randn(x.shape, dtype=x.dtype, generator=gen).to(x.device)
 
 
 def tangent(case, m, x, gen, step=None):
@@ -43,43 +48,43 @@ def tangent(case, m, x, gen, step=None):
     if case.tangent is not None:
         u = case.tangent(m, x, gen)
     else:
-        u = m.proju(x, torch.randn(x.shape, dtype=x.dtype, generator=gen))
+        u = m.proju(x, gaussian(x, gen))
     n = m.norm(x, u, keepdim=True)
     return u / n * (case.step if step is None else step)
 
 
 def test_random_points_are_on_manifold(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     assert x.dtype == dtype
     ok, reason = m.check_point(x)
     assert ok, reason
-    origin = m.origin(*BATCH, dtype=dtype, **case.random_kwargs)
+    origin = m.origin(*BATCH, dtype=dtype, device=DEVICE, **case.random_kwargs)
     ok, reason = m.check_point(origin)
     assert ok, reason
     assert torch.equal(m.origin_like(x), origin)
 
 
 def test_projx_is_idempotent_and_lands_on_manifold(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
-    y = m.projx(x + 1e-2 * torch.randn(x.shape, dtype=dtype, generator=gen))
+    y = m.projx(x + 1e-2 * gaussian(x, gen))
     ok, reason = m.check_point(y)
     assert ok, reason
     close(m.projx(y), y, dtype)
 
 
 def test_proju_lands_in_tangent_space_and_is_idempotent(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
-    u = m.proju(x, torch.randn(x.shape, dtype=dtype, generator=gen))
+    u = m.proju(x, gaussian(x, gen))
     ok, reason = m.check_vector(x, u)
     assert ok, reason
     close(m.proju(x, u), u, dtype)
 
 
 def test_inner_is_symmetric_and_positive(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     u, v = tangent(case, m, x, gen), tangent(case, m, x, gen)
     close(m.inner(x, u, v), m.inner(x, v, u), dtype)
@@ -90,7 +95,7 @@ def test_inner_is_symmetric_and_positive(case, dtype, gen):
 
 
 def test_log_inverts_exp_and_exp_inverts_log(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     u = tangent(case, m, x, gen)
     y = m.expmap(x, u)
@@ -101,7 +106,7 @@ def test_log_inverts_exp_and_exp_inverts_log(case, dtype, gen):
 
 
 def test_distance_of_exp_equals_tangent_norm(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     u = tangent(case, m, x, gen)
     close(m.dist(x, m.expmap(x, u)), m.norm(x, u), dtype, scale=10)
@@ -109,14 +114,14 @@ def test_distance_of_exp_equals_tangent_norm(case, dtype, gen):
 
 
 def test_distance_is_symmetric_and_zero_on_diagonal(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x, y = points(case, m, dtype, gen), points(case, m, dtype, gen)
     close(m.dist(x, y), m.dist(y, x), dtype, scale=10)
     assert bool((m.dist(x, x).abs() < (1e-3 if dtype == torch.float32 else 1e-6)).all())
 
 
 def test_transport_is_tangent_and_parallel_keeps_inner_products(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     y = m.expmap(x, tangent(case, m, x, gen))
     u, v = tangent(case, m, x, gen), tangent(case, m, x, gen)
@@ -134,7 +139,7 @@ def test_transport_is_tangent_and_parallel_keeps_inner_products(case, dtype, gen
 def test_retraction_agrees_with_exp_to_first_order(case, dtype, gen):
     if dtype == torch.float32:
         pytest.skip("Taylor ratios need float64 resolution")
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     u = tangent(case, m, x, gen, step=1.0)
     errors = []
@@ -148,18 +153,19 @@ def test_retraction_agrees_with_exp_to_first_order(case, dtype, gen):
 
 
 def test_geodesic_endpoints_and_midpoint(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen)
     y = m.expmap(x, tangent(case, m, x, gen))
     close(m.geodesic(x, y, 0.0), x, dtype, scale=10)
     close(m.geodesic(x, y, 1.0), y, dtype, scale=10)
-    mid = m.geodesic(x, y, torch.full(x.shape[: x.dim() - m.ndim], 0.5, dtype=dtype))
+    mid = m.geodesic(x, y, torch.full(x.shape[: x.dim() - m.ndim], 0.5, dtype=dtype,
+                                      device=DEVICE))
     close(m.dist(x, mid), 0.5 * m.dist(x, y), dtype, scale=10)
     close(m.dist(mid, y), 0.5 * m.dist(x, y), dtype, scale=10)
 
 
 def test_operations_broadcast_over_batch_dimensions(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     x = points(case, m, dtype, gen, batch=(2, 1))
     y = points(case, m, dtype, gen, batch=(1, 3))
     d = m.dist(x, y)
@@ -173,10 +179,10 @@ def test_operations_broadcast_over_batch_dimensions(case, dtype, gen):
 
 
 def test_frechet_mean_is_a_critical_point_of_the_variance(case, dtype, gen):
-    m = case.make()
+    m = build(case)
     center = points(case, m, dtype, gen, batch=(1,))
     x = m.expmap(center, tangent(case, m, center.expand(6, *center.shape[1:]), gen, step=0.3))
-    w = torch.rand(6, dtype=dtype, generator=gen) + 0.5
+    w = torch.rand(6, dtype=dtype, generator=gen).to(DEVICE) + 0.5
     mean = m.frechet_mean(x, weights=w)
     ok, reason = m.check_point(mean)
     assert ok, reason
