@@ -44,46 +44,15 @@ def _on_device(fns, device):
     return {name: synchronized(fn, device) for name, fn in fns.items()}
 
 
-def _runs(name, workload, fn):
-    """Whether ``fn`` runs; a peer that fails on this device or dtype is left out of the row."""
-    try:
-        fn()
-    except Exception as err:  # a peer's failure must not stop the comparison
-        print(f"{name} left out of '{workload}': {type(err).__name__}: {err}", file=sys.stderr)
-        return False
-    return True
-
-
 def spd_section(device):
     workloads = [w for w in spd.WORKLOADS if w != spd.WORKLOADS[1]]  # the f32 row of the CPU run
     data = spd.make_data()
     for dtype in DTYPES:
         d = {k: v.to(device, dtype) for k, v in data.items()}
-        calls = {"riemtorch": spd.riemtorch_calls(d), "one batched eigvalsh": spd.eigvalsh_calls(d)}
-        for name, fn in [("geoopt", spd.geoopt_calls), ("spd_learn", spd.spd_learn_calls)]:
-            try:
-                calls[name] = fn(d)
-            except ImportError as err:
-                print(f"{name} skipped: {err}")
-        timed = {name: {} for name in calls}
-        for w in workloads:
-            print(f"timing {w}, {_name(dtype)}", file=sys.stderr)
-            fns = {name: synchronized(c[w], device) for name, c in calls.items()
-                   if w in c and _runs(name, w, c[w])}
-            for name, ms in spd.interleaved_median_ms(fns, spd.REPEATS.get(w, 5)).items():
-                timed[name][w] = ms
-        peers = [n for n in ("geoopt", "spd_learn") if n in timed]
-        ours, eig = timed["riemtorch"], timed["one batched eigvalsh"]
-        rows = []
-        for w in workloads:
-            times = [timed[p].get(w) for p in peers]
-            base = eig.get(w)
-            rows.append([w.replace(", f32", ""), ours[w]] + times + [base]
-                        + [t / ours[w] if t else None for t in times]
-                        + [ours[w] / base if base else None])
-        print_table(f"SPD geometry on {device}, {_name(dtype)}, median ms",
-                    ["workload", "riemtorch"] + peers + ["one batched eigvalsh"]
-                    + [f"{p} / riemtorch" for p in peers] + ["riemtorch / eigvalsh"], rows)
+        timed = spd.time_workloads(d, [("geoopt", spd.geoopt_calls),
+                                       ("spd_learn", spd.spd_learn_calls)], workloads, device)
+        columns, rows = spd.comparison_table(timed, workloads)
+        print_table(f"SPD geometry on {device}, {_name(dtype)}, median ms", columns, rows)
 
 
 def layers_section(device, batch=64):

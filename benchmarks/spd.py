@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import median_ms as _median_ms, print_table, setup  # noqa: E402
+from common import median_ms as _median_ms, print_table, setup, synchronized  # noqa: E402
 
 warnings.simplefilter("ignore")
 
@@ -33,12 +33,19 @@ def median_ms(fn, repeat=5):
 
 
 def interleaved_median_ms(fns, repeat):
-    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
+    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds. A callable
+    that raises on its first (warm-up) call is left out, with a message."""
+    working = {}
+    for name, fn in fns.items():
+        try:
+            fn()
+        except Exception as err:  # a peer's failure must not stop the comparison
+            print(f"{name} left out: {type(err).__name__}: {err}", file=sys.stderr)
+        else:
+            working[name] = fn
+    times = {name: [] for name in working}
     for _ in range(repeat):
-        for name, fn in fns.items():
+        for name, fn in working.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -219,35 +226,49 @@ def accuracy_rows(d):
 REPEATS = {WORKLOADS[4]: 3, WORKLOADS[6]: 3}
 
 
-def main(threads):
-    setup(threads)
-    load = os.getloadavg()[0]
-    d = make_data()
+def time_workloads(d, peers, workloads, device="cpu"):
+    """``{library: {workload: median ms}}`` for riemtorch, one batched ``eigvalsh`` and each of
+    ``peers`` (``(name, calls builder)`` pairs) that imports, each call followed by a device
+    synchronisation on CUDA."""
     calls = {"riemtorch": riemtorch_calls(d), "one batched eigvalsh": eigvalsh_calls(d)}
-    for name, fn in [("geoopt", geoopt_calls), ("spd_learn", spd_learn_calls),
-                     ("pyRiemann", pyriemann_calls)]:
+    for name, fn in peers:
         try:
             calls[name] = fn(d)
         except ImportError as err:
             print(f"{name} skipped: {err}")
     timed = {name: {} for name in calls}
-    for w in WORKLOADS:
+    for w in workloads:
         print(f"timing {w}", file=sys.stderr)
-        fns = {name: c[w] for name, c in calls.items() if w in c}
+        fns = {name: synchronized(c[w], device) for name, c in calls.items() if w in c}
         for name, ms in interleaved_median_ms(fns, REPEATS.get(w, 5)).items():
             timed[name][w] = ms
-    timed["geomstats"] = run_geomstats(d, threads)
+    return timed
+
+
+def comparison_table(timed, workloads):
+    """Columns and rows: riemtorch, the peers, one ``eigvalsh``, then the ratios."""
     ours, eig = timed["riemtorch"], timed["one batched eigvalsh"]
     names = [n for n in timed if n not in ("riemtorch", "one batched eigvalsh")]
     columns = (["workload", "riemtorch"] + names + ["one batched eigvalsh"]
                + [f"{p} / riemtorch" for p in names] + ["riemtorch / eigvalsh"])
     rows = []
-    for w in WORKLOADS:
+    for w in workloads:
         times = [timed[p].get(w) for p in names]
         base = eig.get(w)
         rows.append([w, ours[w]] + times + [base]
                     + [t / ours[w] if t else None for t in times]
                     + [ours[w] / base if base else None])
+    return columns, rows
+
+
+def main(threads):
+    setup(threads)
+    load = os.getloadavg()[0]
+    d = make_data()
+    timed = time_workloads(d, [("geoopt", geoopt_calls), ("spd_learn", spd_learn_calls),
+                               ("pyRiemann", pyriemann_calls)], WORKLOADS)
+    timed["geomstats"] = run_geomstats(d, threads)
+    columns, rows = comparison_table(timed, WORKLOADS)
     print_table(f"SPD geometry, median ms (validation off; load average {load:.1f} at start)",
                 columns, rows)
     try:
