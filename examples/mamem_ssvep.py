@@ -13,6 +13,7 @@ data are read from ``--data-dir`` (never downloaded).
     python examples/mamem_ssvep.py                 # batch norm under the affine-invariant metric
     python examples/mamem_ssvep.py --bn lem        # another metric
     python examples/mamem_ssvep.py --compare       # every metric and no batch norm
+    python examples/mamem_ssvep.py --crops         # train on random 1 s crops of the recordings
 """
 
 import json
@@ -63,12 +64,47 @@ def bandpass(x: np.ndarray, low: float, high: float, order: int = 4) -> np.ndarr
     return sosfiltfilt(sos, x, axis=-1)
 
 
-def prepare(x: np.ndarray, args) -> np.ndarray:
+def filtered(x: np.ndarray, args) -> np.ndarray:
+    """Each window centred and band-pass filtered on its own (as the trials are)."""
+    return bandpass(x - x.mean(-1, keepdims=True), *args.band)
+
+
+def prepare(x: np.ndarray, args):
     """Band-pass, then scale every channel by its standard deviation over the training trials
-    (one scale per channel keeps the relative amplitudes the covariance carries)."""
-    x = bandpass(x - x.mean(-1, keepdims=True), *args.band)
+    (one scale per channel keeps the relative amplitudes the covariance carries). Returns the
+    scaled trials and the scale."""
+    x = filtered(x, args)
     scale = x[SPLITS["train"]].std(axis=(0, 2), keepdims=True)
-    return x / scale
+    return x / scale, scale
+
+
+class Crops:
+    """Training windows at random offsets in the recordings the training trials come from.
+
+    Trials ``4k .. 4k+3`` are consecutive 1 s windows of one 4 s recording (same label); every
+    epoch draws, per recording, four windows of 125 samples at random offsets in the joined
+    signal, filtered and scaled like the trials. Validation and test trials are untouched.
+    """
+
+    def __init__(self, raw: np.ndarray, labels: np.ndarray, scale: np.ndarray, args):
+        count = len(raw) // 4
+        if not (labels[: 4 * count].reshape(count, 4) == labels[: 4 * count: 4, None]).all():
+            raise ValueError("training trials 4k..4k+3 do not share a label: no recordings")
+        self.recordings = np.concatenate(list(raw[: 4 * count].reshape(count, 4, *raw.shape[1:])
+                                              .transpose(1, 0, 2, 3)), axis=-1)
+        self.labels, self.scale, self.args = labels[: 4 * count: 4], scale, args
+        self.width = raw.shape[-1]
+
+    def draw(self, generator: torch.Generator, dtype, device):
+        count, length = len(self.recordings), self.recordings.shape[-1]
+        which = np.repeat(np.arange(count), 4)
+        offsets = torch.randint(0, length - self.width + 1, (len(which),), generator=generator)
+        idx = offsets.numpy()[:, None] + np.arange(self.width)
+        windows = np.take_along_axis(self.recordings[which], idx[:, None, :].repeat(
+            self.recordings.shape[1], 1), axis=-1)
+        x = filtered(windows, self.args) / self.scale
+        return (torch.as_tensor(x, dtype=dtype, device=device),
+                torch.as_tensor(self.labels[which], device=device))
 
 
 class FrontEnd(torch.nn.Module):
@@ -142,9 +178,12 @@ def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(args.seed)
     x, y = data["train"]
+    crops = data.get("crops")
     history = {"epoch": [], "loss": [], "eval_accuracy": [], "validation_loss": [], "test_accuracy": []}
     bar = common.tqdm(range(args.epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
+        if crops is not None:
+            x, y = crops.draw(generator, dtype, device)
         train_loss = common.train_epoch(model, optimizer, loss_fn, x, y, args.batch_size, generator)
         model.eval()
         with torch.no_grad():
@@ -176,6 +215,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=12, help="BiMap output size")
     parser.add_argument("--segments", type=int, default=1, help="covariances per window")
     parser.add_argument("--shrinkage", type=float, default=0.0)
+    parser.add_argument("--crops", action="store_true",
+                        help="train on windows at random offsets of the 4 s training recordings")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -193,9 +234,12 @@ def main(argv=None) -> int:
 
     results = {bn: {} for bn in variants}
     for subject in args.subjects:
-        x, y = load_subject(args.data_dir, subject)
-        x = prepare(x, args)
+        raw, y = load_subject(args.data_dir, subject)
+        x, scale = prepare(raw, args)
         data = {}
+        if args.crops:
+            data["crops"] = Crops(raw[SPLITS["train"]][: args.limit], y[SPLITS["train"]][: args.limit],
+                                  scale, args)
         for split, sl in SPLITS.items():
             xs, ys = x[sl][: args.limit], y[sl][: args.limit]
             data[split] = (torch.as_tensor(xs, dtype=dtype, device=device),

@@ -1,5 +1,6 @@
 """Smoke test of examples/mamem_ssvep.py: one epoch on a slice of one subject, with one
-covariance per window (the default) and with one per time segment."""
+covariance per window (the default), with one per time segment and with training crops; the
+crops' recordings rebuild the trials."""
 
 import json
 import math
@@ -12,10 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, os.pardir, "shared", "data", "mamem-ssvep-2")
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(DATA, "U001.mat")),
-                    reason="MAMEM-SSVEP-II data folder not found")
-@pytest.mark.parametrize("segments", [1, 3])
-def test_mamem_ssvep_runs(tmp_path, segments):
+needs_data = pytest.mark.skipif(not os.path.isfile(os.path.join(DATA, "U001.mat")),
+                                reason="MAMEM-SSVEP-II data folder not found")
+
+
+def _example():
     for extra in ("scipy", "tqdm", "matplotlib"):
         pytest.importorskip(extra)
     sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -23,9 +25,43 @@ def test_mamem_ssvep_runs(tmp_path, segments):
         import mamem_ssvep
     finally:
         sys.path.pop(0)
+    return mamem_ssvep
+
+
+@needs_data
+def test_crops_come_from_the_recordings_of_the_training_trials():
+    import argparse
+
+    import numpy as np
+    import torch
+
+    example = _example()
+    raw, labels = example.load_subject(DATA, "U001")
+    args = argparse.Namespace(band=(4.0, 45.0))
+    trials, scale = example.prepare(raw, args)
+    crops = example.Crops(raw[:300], labels[:300], scale, args)
+    assert crops.recordings.shape == (75, 8, 500)
+    for k in (0, 7, 74):
+        for j in range(4):
+            np.testing.assert_array_equal(crops.recordings[k][:, 125 * j:125 * (j + 1)],
+                                          raw[4 * k + j])
+    x, y = crops.draw(torch.Generator().manual_seed(0), torch.float64, "cpu")
+    assert x.shape == (300, 8, 125)
+    np.testing.assert_array_equal(y.numpy(), np.repeat(labels[:300:4], 4))
+    # a window at an offset that is a trial boundary is that trial, filtered and scaled alike
+    window = example.filtered(crops.recordings[3][None, :, 250:375], args) / scale
+    np.testing.assert_allclose(window[0], trials[14], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="share a label"):
+        example.Crops(raw[1:301], labels[1:301], scale, args)
+
+
+@needs_data
+@pytest.mark.parametrize("segments, crops", [(1, False), (3, False), (1, True)])
+def test_mamem_ssvep_runs(tmp_path, segments, crops):
+    mamem_ssvep = _example()
     status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", "U001", "--epochs", "1",
                                "--limit", "40", "--bn", "aim", "--segments", str(segments),
-                               "--out", str(tmp_path)])
+                               "--out", str(tmp_path)] + (["--crops"] if crops else []))
     assert status == 0
     for suffix in ("csv", "json", "png"):
         assert (tmp_path / f"mamem_ssvep.{suffix}").is_file()
