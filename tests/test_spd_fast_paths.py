@@ -126,6 +126,37 @@ def test_thread_split_batches_are_bitwise_equal(monkeypatch):
     assert out.grad_fn is not None
 
 
+def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores_threads():
+    """From 32 x 32 the chunks run with torch's thread count at 1 (no nested LAPACK threads);
+    the count comes back afterwards, also when a chunk raises."""
+    threads = torch.get_num_threads()
+    seen = []
+
+    def eigh_recording_threads(a):
+        seen.append(torch.get_num_threads())
+        return torch.linalg.eigh(a)
+
+    torch.set_num_threads(2)
+    try:
+        x = spd((6,), n=32, seed=14)
+        lam, u = map_batch_chunks(eigh_recording_threads, x, min_work=32 ** 3)
+        ref_lam, ref_u = torch.linalg.eigh(x)
+        assert torch.equal(lam, ref_lam) and torch.equal(u, ref_u)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+
+        def failing(a):
+            raise RuntimeError("chunk failed")
+
+        with pytest.raises(RuntimeError, match="chunk failed"):
+            map_batch_chunks(failing, x, min_work=32 ** 3)
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        map_batch_chunks(eigh_recording_threads, spd((6,), n=8, seed=15), min_work=8 ** 3)
+        assert seen == [2, 2]  # small matrices: thread count untouched
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_truncated_barycenter_gradient_is_that_of_the_returned_value():
     bw = riemtorch.SPDBuresWasserstein()
     x = spd((3,), n=2, cond=20.0, seed=13).requires_grad_(True)
