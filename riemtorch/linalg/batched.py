@@ -21,9 +21,6 @@ runs: 256 ``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threade
 at that moment see that thread count too.
 """
 
-# from this size on, chunks run with torch's thread count at 1 (see the module docstring)
-SERIAL_CHUNKS_FROM = 32
-
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +34,8 @@ from riemtorch import config
 # matrices are decomposed one at a time on the device, and up to n = 64 the host's LAPACK is
 # 3.5-12x faster (H100, 16 host cores, batches of 64-1024); at n = 128 it no longer pays
 HOST_EIGH_SIZES = (33, 64)
+# from this size on, chunks run with torch's thread count at 1 (see the module docstring)
+SERIAL_CHUNKS_FROM = 32
 
 _LOCK = threading.Lock()
 _POOL = {"executor": None, "workers": 0, "pid": None}
