@@ -1,4 +1,5 @@
-"""Laws of the Riemannian batch-norm family, over bn_cases.BN_CASES."""
+"""Laws of the Riemannian batch-norm family, over bn_cases.BN_CASES (on the device of
+``RIEMTORCH_TEST_DEVICE``, see manifold_cases)."""
 
 import copy
 import io
@@ -7,8 +8,18 @@ import pytest
 import torch
 
 from bn_cases import BN_CASES
+from manifold_cases import DEVICE
 
 F64 = torch.float64
+
+
+def layer(build):
+    return build(F64).to(DEVICE)
+
+
+def batch(sample, seed=None, gen=None):
+    """A float64 training batch drawn on the CPU, on the test device."""
+    return sample(gen if gen is not None else torch.Generator().manual_seed(seed), F64).to(DEVICE)
 
 
 @pytest.fixture(params=BN_CASES, ids=[c[0] for c in BN_CASES])
@@ -18,8 +29,8 @@ def case(request):
 
 def test_training_output_has_origin_mean_and_unit_variance(case):
     _, build, sample = case
-    bn = build(F64)
-    x = sample(torch.Generator().manual_seed(0), F64)
+    bn = layer(build)
+    x = batch(sample, 0)
     y = bn(x)
     m = bn.manifold
     mean = m.frechet_mean(y, dim=0, tol=1e-12, max_iter=200)
@@ -33,9 +44,9 @@ def test_training_output_has_origin_mean_and_unit_variance(case):
 
 def test_running_statistics_follow_the_geodesic_update_and_eval_uses_them(case):
     _, build, sample = case
-    bn = build(F64)
+    bn = layer(build)
     gen = torch.Generator().manual_seed(1)
-    x1, x2 = sample(gen, F64), sample(gen, F64)
+    x1, x2 = batch(sample, gen=gen), batch(sample, gen=gen)
     m = bn.manifold
     start_mean, start_var = bn.running_mean.clone(), bn.running_var.clone()
     bn(x1)
@@ -52,15 +63,15 @@ def test_running_statistics_follow_the_geodesic_update_and_eval_uses_them(case):
 
 def test_gradients_are_finite_and_state_dict_round_trips(case):
     _, build, sample = case
-    bn = build(F64)
-    x = sample(torch.Generator().manual_seed(2), F64).requires_grad_()
+    bn = layer(build)
+    x = batch(sample, 2).requires_grad_()
     bn(x).square().sum().backward()
     assert torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in bn.parameters() if p.grad is not None)
     buffer = io.BytesIO()
     torch.save(bn.state_dict(), buffer)
     buffer.seek(0)
-    fresh = build(F64)
+    fresh = layer(build)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     for (k, a), (_, b) in zip(bn.state_dict().items(), fresh.state_dict().items()):
         assert torch.equal(a, b), k
@@ -71,8 +82,8 @@ def test_gradients_are_finite_and_state_dict_round_trips(case):
 
 def test_input_shape_is_checked(case):
     _, build, sample = case
-    bn = build(F64)
-    x = sample(torch.Generator().manual_seed(3), F64)
+    bn = layer(build)
+    x = batch(sample, 3)
     with pytest.raises(ValueError, match="expected input of shape"):
         bn(x[..., :1])
     with pytest.raises(ValueError, match="more than one sample"):
