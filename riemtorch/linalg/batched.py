@@ -18,7 +18,8 @@ the chunks run (and restored after): MKL's LAPACK threads a single decomposition
 that size, and threads inside every chunk would oversubscribe the cores (2 cores, interleaved
 runs: 256 ``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threaded chunks;
 40 x 40, 43 and 35 ms; below 32 x 32 no gain). Other Python threads that run torch operations
-at that moment see that thread count too.
+at that moment see that thread count too, and restoring it goes through
+``torch.set_num_threads``, which also sets MKL's thread count to torch's.
 """
 
 import os
