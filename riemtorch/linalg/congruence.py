@@ -73,8 +73,14 @@ class _KernelCongruence(torch.autograd.Function):
         ut = u.transpose(-1, -2)
         gt = ut @ sym(grad.to(u.dtype)) @ u
         grad_v = u @ (ctx.kernel.matrix(lam) * gt) @ ut
-        t = torch.einsum("...pqc,...pc,...qc->...pq", ctx.kernel.divided(lam), gt, vt)
-        t = t.sum_to_size(u.shape)
+        divided = ctx.kernel.divided(lam)
+        n = lam.shape[-1]
+        if lam.shape[:-1].numel() == 1 and gt.shape[:-2].numel() > 1:
+            # one X for a batch of V: contract the batch first (no (batch, n, n, n) temporary)
+            pairs = torch.einsum("bpc,bqc->pqc", gt.reshape(-1, n, n), vt.reshape(-1, n, n))
+            t = (divided.reshape(n, n, n) * pairs).sum(-1).reshape(u.shape)
+        else:
+            t = torch.einsum("...pqc,...pc,...qc->...pq", divided, gt, vt).sum_to_size(u.shape)
         grad_x = u @ (t + t.transpose(-1, -2)) @ ut
         return (grad_x.to(ctx.dtypes[0]), grad_v.sum_to_size(ctx.v_shape).to(ctx.dtypes[1]),
                 None)
