@@ -15,9 +15,26 @@ def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum((-2, -1))
 
 
+def _back_substitute(columns, g):
+    """Solve the upper-triangular ``R y = g`` with ``R`` given by its columns (lists of batch
+    tensors, ``columns[j][i] = R_ij``)."""
+    k = len(columns)
+    y = [None] * k
+    for i in reversed(range(k)):
+        acc = g[i]
+        for j in range(i + 1, k):
+            acc = acc - columns[j][i] * y[j]
+        y[i] = acc / columns[i][i]
+    return y
+
+
 def gmres(op: Callable, b: torch.Tensor, atol: float, restart: int = 20,
           max_iter: int = 200) -> torch.Tensor:
     """Solve ``op(x) = b`` for ``x`` shaped like ``b`` ``(..., n, n)``.
+
+    The least-squares problems of the Hessenberg matrices are solved by Givens rotations with
+    elementwise operations, so that repeated solves give bitwise equal results (LAPACK's
+    least-squares routines can round differently from call to call).
 
     Parameters
     ----------
@@ -38,31 +55,41 @@ def gmres(op: Callable, b: torch.Tensor, atol: float, restart: int = 20,
         The solution (the last iterate if ``max_iter`` products did not reach ``atol``).
     """
     tiny = torch.finfo(b.dtype).tiny
-    batch = b.shape[:-2]
     x, r, products = torch.zeros_like(b), b, 0
     while True:
         beta = _inner(r, r).sqrt()
         if bool((beta <= atol).all()) or products >= max_iter:
             return x
         basis = [r / beta.clamp_min(tiny)[..., None, None]]
-        hessenberg = b.new_zeros(*batch, restart + 1, restart)
-        target = b.new_zeros(*batch, restart + 1, 1)
-        target[..., 0, 0] = beta
+        columns, rotations, g = [], [], [beta, torch.zeros_like(beta)]
         for j in range(restart):
             w = op(basis[j])
             products += 1
-            for i, v in enumerate(basis):  # modified Gram-Schmidt
-                hessenberg[..., i, j] = _inner(w, v)
-                w = w - hessenberg[..., i, j, None, None] * v
-            hessenberg[..., j + 1, j] = _inner(w, w).sqrt()
-            basis.append(w / hessenberg[..., j + 1, j].clamp_min(tiny)[..., None, None])
-            h, t = hessenberg[..., : j + 2, : j + 1], target[..., : j + 2, :]
-            y = torch.linalg.lstsq(h, t).solution
-            residual = torch.linalg.vector_norm(t - h @ y, dim=(-2, -1))
-            converged = bool((residual <= atol).all())
+            column = []
+            for v in basis:  # modified Gram-Schmidt
+                column.append(_inner(w, v))
+                w = w - column[-1][..., None, None] * v
+            below = _inner(w, w).sqrt()
+            basis.append(w / below.clamp_min(tiny)[..., None, None])
+            for i, (c, s) in enumerate(rotations):  # earlier rotations on the new column
+                column[i], column[i + 1] = c * column[i] + s * column[i + 1], \
+                    c * column[i + 1] - s * column[i]
+            top = column[j]
+            radius = torch.hypot(top, below)
+            safe = radius.clamp_min(tiny)
+            c = torch.where(radius > 0, top / safe, torch.ones_like(top))
+            s = torch.where(radius > 0, below / safe, torch.zeros_like(top))
+            rotations.append((c, s))
+            column[j] = radius
+            columns.append(column[: j + 1])
+            g[j], g_next = c * g[j], -s * g[j]
+            g.append(torch.zeros_like(beta))
+            g[j + 1] = g_next
+            converged = bool((g_next.abs() <= atol).all())
             if converged or products >= max_iter:
                 break
-        x = x + sum(y[..., i, :, None] * basis[i] for i in range(y.shape[-2]))
+        y = _back_substitute(columns, g)
+        x = x + sum(coef[..., None, None] * v for coef, v in zip(y, basis))
         if converged or products >= max_iter:
             return x
         r = b - op(x)
