@@ -80,8 +80,9 @@ class SPDBatchNorm(RiemannianBatchNorm):
         For BW and GBW: matrix square roots by ``eigh`` or by Newton-Schulz iterations (matrix
         products only; accuracy in :mod:`riemtorch.linalg.newton_schulz`). On an H100, 256
         matrices of 64 x 64: the Newton-Schulz forward is about 3x faster than the ``eigh``
-        one, forward + backward only 1.1-1.25x (the implicit backward of the barycenter
-        repeats the Lyapunov sign iteration); on CPUs ``eigh`` is faster.
+        one, forward + backward 1.1-1.25x (measured when the implicit backward of the
+        barycenter took 16 adjoint products, each repeating the Lyapunov sign iteration; it now
+        takes about 8); on CPUs ``eigh`` is faster.
     **kwargs
         ``momentum``, ``eps``, ``normalize_variance``, ``learn_scale``, ``learn_bias``, ``gyro``,
         ``mean_iters``, ``track_running_stats``, ``dtype``, ``device`` as in
