@@ -296,7 +296,7 @@ def test_batched_eigh_host_path_returns_lapack_results(monkeypatch):
 @pytest.mark.parametrize("batch", [(), (3,)])
 def test_gmres_solves_nonsymmetric_matrix_systems(batch, restart):
     """Against a dense solve of the Kronecker form of X -> X - 0.9 A X B (not symmetric)."""
-    from riemtorch.linalg.krylov import gmres
+    from riemtorch.manifolds.spd.krylov import gmres
 
     n = 4
     g = torch.Generator().manual_seed(16)

@@ -31,9 +31,7 @@ import torch
 
 from riemtorch import config
 
-# cuSOLVER's batched Jacobi eigensolver, which torch uses for batches, takes n <= 32; larger
-# matrices are decomposed one at a time on the device, and up to n = 64 the host's LAPACK is
-# 3.5-12x faster (H100, 16 host cores, batches of 64-1024); at n = 128 it no longer pays
+# sizes that CUDA batches decompose on the host (why: riemtorch.config, cuda_eigh_on_host)
 HOST_EIGH_SIZES = (33, 64)
 # from this size on, chunks run with torch's thread count at 1 (see the module docstring)
 SERIAL_CHUNKS_FROM = 32

@@ -16,8 +16,7 @@ from typing import Callable, Sequence, Tuple
 import torch
 
 from riemtorch import config
-from riemtorch.linalg import spectral
-from riemtorch.linalg import batched
+from riemtorch.linalg import batched, spectral
 from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.checks import check_symmetric_matrix
 

@@ -23,7 +23,7 @@ iteration is rerun with autograd through every step instead, so the gradient is 
 value returned.
 
 The backward differentiates the fixed point ``S = Phi(S, X, w)`` implicitly: the adjoint
-solves ``u - (dPhi/dS)^T u = G`` by GMRES (:func:`riemtorch.linalg.krylov.gmres`; the operator
+solves ``u - (dPhi/dS)^T u = G`` by GMRES (:func:`riemtorch.manifolds.spd.krylov.gmres`; the operator
 is not symmetric), then ``grad = (dPhi/d(X, w))^T u``; each product is one backward pass through
 ``Phi`` with the finite-at-ties matrix-function backward of :mod:`riemtorch.linalg`. Summing the
 Neumann series ``u = G + (dPhi/dS)^T u`` instead (it converges at the rate of the fixed-point
@@ -34,11 +34,11 @@ takes 8.
 import torch
 
 from riemtorch.linalg.batched import eigh, map_batch_chunks
-from riemtorch.linalg.krylov import gmres
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.symmetric import floor_eigenvalues, sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
+from riemtorch.manifolds.spd.krylov import gmres
 
 METHODS = ("eigh", "newton_schulz")
 # The Bures-Wasserstein maps take roots of products such as P^1/2 Q P^1/2, whose condition

@@ -38,10 +38,6 @@ from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
 
 
-def _inner(a, b):
-    return (a * b).sum(dim=(-1, -2))
-
-
 class Frame(NamedTuple):
     """``M^1/2``, ``M^-1/2`` and the eigendecomposition ``M = V diag(mu) V^T``."""
 
@@ -105,15 +101,15 @@ def _conjugate_gradient(op, b, atol, max_iter=30):
     tiny = torch.finfo(b.dtype).tiny
     x = torch.zeros_like(b)
     r, p = b, b
-    rr = _inner(r, r)
+    rr = common.matrix_inner(r, r)
     for _ in range(max_iter):
         if bool((rr <= atol * atol).all()):
             break
         hp = op(p)
-        alpha = (rr / _inner(p, hp).clamp_min(tiny))[..., None, None]
+        alpha = (rr / common.matrix_inner(p, hp).clamp_min(tiny))[..., None, None]
         x = x + alpha * p
         r = r - alpha * hp
-        rr_new = _inner(r, r)
+        rr_new = common.matrix_inner(r, r)
         p = r + (rr_new / rr.clamp_min(tiny))[..., None, None] * p
         rr = rr_new
     return x

@@ -10,9 +10,7 @@ from typing import Callable
 
 import torch
 
-
-def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).sum((-2, -1))
+from riemtorch.manifolds.spd.common import matrix_inner
 
 
 def _back_substitute(columns, g):
@@ -57,7 +55,7 @@ def gmres(op: Callable, b: torch.Tensor, atol: float, restart: int = 20,
     tiny = torch.finfo(b.dtype).tiny
     x, r, products = torch.zeros_like(b), b, 0
     while True:
-        beta = _inner(r, r).sqrt()
+        beta = matrix_inner(r, r).sqrt()
         if bool((beta <= atol).all()) or products >= max_iter:
             return x
         basis = [r / beta.clamp_min(tiny)[..., None, None]]
@@ -67,9 +65,9 @@ def gmres(op: Callable, b: torch.Tensor, atol: float, restart: int = 20,
             products += 1
             column = []
             for v in basis:  # modified Gram-Schmidt
-                column.append(_inner(w, v))
+                column.append(matrix_inner(w, v))
                 w = w - column[-1][..., None, None] * v
-            below = _inner(w, w).sqrt()
+            below = matrix_inner(w, w).sqrt()
             basis.append(w / below.clamp_min(tiny)[..., None, None])
             for i, (c, s) in enumerate(rotations):  # earlier rotations on the new column
                 column[i], column[i + 1] = c * column[i] + s * column[i + 1], \
