@@ -18,7 +18,7 @@ import torch
 import riemtorch
 from riemtorch.nn import SPDBatchNorm
 
-from common import median_ms, print_table, setup
+from common import median_ms, print_table, setup, synchronized
 
 
 def step(method, x, weight, device, dtype):
@@ -30,11 +30,9 @@ def step(method, x, weight, device, dtype):
         leaf.grad = None
         out = layer(leaf)
         (out * weight).sum().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
         return out.detach(), leaf.grad
 
-    return run
+    return synchronized(run, device)
 
 
 def relative(a, b):
