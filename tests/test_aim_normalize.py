@@ -104,6 +104,26 @@ def test_fused_float32_is_finite_at_repeated_eigenvalues_and_high_condition():
     assert torch.isfinite(layer.bias.grad).all() and torch.isfinite(layer.scale.grad).all()
 
 
+def test_float32_gradients_match_float64_to_the_float32_solver_tolerance():
+    """float32 input is decomposed in float64 but its implicit solve stops at ``1e3 eps`` of
+    float32: the gradients stay within ``1e-3`` of the float64 ones, for the fused layer and
+    for the Karcher mean."""
+    gen = torch.Generator().manual_seed(6)
+    x = _batch(gen, batch=12, n=6)
+    weight = torch.randn(12, 6, 6, dtype=D, generator=gen)
+    grads = {}
+    for dtype in (D, torch.float32):
+        layer = SPDBatchNorm(6, dtype=dtype)
+        xin = x.clone().to(dtype).requires_grad_()
+        (layer(xin) * weight.to(dtype)).sum().backward()
+        mean_in = x.clone().to(dtype).requires_grad_()
+        aim = riemtorch.SPDAffineInvariant()
+        (aim.frechet_mean(mean_in) * weight[0].to(dtype)).sum().backward()
+        grads[dtype] = (xin.grad.double(), mean_in.grad.double())
+    for low, high in zip(grads[torch.float32], grads[D]):
+        assert float((low - high).abs().max() / high.abs().max()) <= 1e-3
+
+
 def test_fused_layer_rejects_non_spd_input():
     layer = SPDBatchNorm(3, dtype=D)
     x = torch.eye(3, dtype=D).repeat(4, 1, 1)

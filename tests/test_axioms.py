@@ -132,8 +132,12 @@ def test_transport_is_tangent_and_parallel_keeps_inner_products(case, dtype, gen
         close(m.inner(y, tu, tv), m.inner(x, u, v), dtype, scale=10)
     y2, tu2 = m.retr_transp(x, u, v)
     close(y2, m.retr(x, u), dtype)
+    close(tu2, m.transp(x, y2, v), dtype, scale=10)
     ok, reason = m.check_vector(y2, tu2)
     assert ok, reason
+    y3, tu3 = m.expmap_transp(x, u, v)
+    close(y3, m.expmap(x, u), dtype)
+    close(tu3, m.transp(x, y3, v), dtype, scale=10)
 
 
 def test_retraction_agrees_with_exp_to_first_order(case, dtype, gen):

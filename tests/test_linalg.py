@@ -7,6 +7,8 @@ import torch
 
 import riemtorch
 from riemtorch import linalg as L
+from riemtorch.linalg import spectral
+from riemtorch.linalg.symmetric import apply_spectral
 
 F64 = torch.float64
 
@@ -52,6 +54,15 @@ def test_expm_matches_scipy(n):
     torch.testing.assert_close(L.expm(x), scipy_batched(scipy.linalg.expm, x), rtol=1e-10, atol=1e-12)
 
 
+
+def test_half_exponential_is_the_square_root_of_the_exponential():
+    x = random_sym(n=5, seed=3)
+    full, half = apply_spectral(x, (spectral.EXP, spectral.HALF_EXP))
+    torch.testing.assert_close(full, torch.as_tensor(scipy.linalg.expm(x.numpy())), rtol=1e-12,
+                               atol=1e-12)
+    torch.testing.assert_close(half, torch.as_tensor(scipy.linalg.expm(0.5 * x.numpy())),
+                               rtol=1e-12, atol=1e-12)
+
 def test_sqrtm_invsqrtm_share_one_decomposition_and_match():
     x = random_spd(4, n=6, cond=100.0)
     s, i = L.sqrtm_invsqrtm(x)
@@ -94,6 +105,7 @@ GRAD_FUNCTIONS = {
     "sqrtm_invsqrtm": L.sqrtm_invsqrtm,
     "clamp": lambda x: L.clamp_eigenvalues(x, 1.5),
     "sym_funcm": lambda x: L.sym_funcm(x, torch.sin, torch.cos),
+    "exp_and_half_exp": lambda x: apply_spectral(x, (spectral.EXP, spectral.HALF_EXP)),
 }
 
 

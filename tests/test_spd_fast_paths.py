@@ -97,6 +97,35 @@ def test_means_of_widely_spread_samples_are_critical_points(name, tol):
     assert float(torch.linalg.matrix_norm(grad)) <= 10 * tol
 
 
+def test_karcher_final_step_rate_bounds_the_hessian_and_contracts():
+    """The step taken past the tolerance is ``2 F / (1 + k)`` with ``k`` at least the largest
+    eigenvalue of the Newton Hessian (built densely here from its action on a basis), so the
+    linearised residual shrinks by ``(k - 1) / (k + 1)`` even for widely spread samples."""
+    from riemtorch.manifolds.spd import karcher
+
+    x = spd((7,), n=3, cond=1e5, seed=13)
+    w = torch.rand(7, dtype=F64, generator=torch.Generator().manual_seed(3)) + 0.1
+    w = (w / w.sum())[:, None, None]
+    mean = karcher.arithmetic_harmonic_start(x, w)
+    _, lam, bases = karcher.whitened_spectrum(x, mean, F64)
+    loglam, grad, _ = karcher.karcher_gradient(lam, bases, w)
+    hessian = karcher._Hessian(karcher._newton_kernel(lam, loglam, w), bases)
+    basis = [sym(torch.zeros(3, 3, dtype=F64).index_put_((torch.tensor(i), torch.tensor(j)),
+                                                          torch.tensor(1.0, dtype=F64)))
+             for i in range(3) for j in range(i, 3)]
+    dense = torch.stack([torch.stack([(a * hessian(b)).sum() for b in basis]) for a in basis])
+    # the basis is orthogonal, with squared norms 1 (diagonal) and 1/2 (off-diagonal)
+    scale = torch.stack([(b * b).sum() for b in basis]).rsqrt()
+    top = float(torch.linalg.eigvalsh(scale[:, None] * dense * scale).max())
+    rate = float(karcher._richardson_rate(lam, w))
+    k = 2.0 / rate - 1.0
+    assert top > 2.0 and top <= k * (1 + 1e-12)
+    residual = grad - hessian(rate * grad)
+    contraction = (k - 1) / (k + 1)
+    assert float(torch.linalg.matrix_norm(residual)) <= contraction * float(
+        torch.linalg.matrix_norm(grad)) * (1 + 1e-12)
+
+
 def test_karcher_mean_weight_gradient_is_the_implicit_derivative():
     aim = riemtorch.SPDAffineInvariant()
     x = spd((2, 3), n=2, seed=8).requires_grad_(True)

@@ -86,16 +86,19 @@ def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: int = 65536
     The result of ``fn`` with the broadcast batch shape in front.
     """
     threads = torch.get_num_threads()
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if threads < 2 or needs_grad or any(t.device.type != "cpu" for t in tensors):
+    if threads < 2:
         return fn(*tensors)
-    batch = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
-    count = 1
-    for size in batch:
-        count *= size
-    n = max(t.shape[-1] for t in tensors)
+    if len(tensors) == 1:  # the common case, without the broadcast bookkeeping
+        batch, n = tensors[0].shape[:-2], tensors[0].shape[-1]
+    else:
+        batch = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
+        n = max(t.shape[-1] for t in tensors)
+    count = batch.numel()
     parts = min(threads, count * n ** 3 // min_work, count)
     if parts < 2:
+        return fn(*tensors)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if needs_grad or any(t.device.type != "cpu" for t in tensors):
         return fn(*tensors)
     flat = [t.expand(*batch, *t.shape[-2:]).reshape(count, *t.shape[-2:]) for t in tensors]
     chunks = list(zip(*(f.tensor_split(parts) for f in flat)))

@@ -93,6 +93,19 @@ class _Exp(SpectralFunction):
         return e * _safe_ratio(torch.expm1(d), d, torch.ones_like(d))
 
 
+class _HalfExp(SpectralFunction):
+    """``exp(x / 2)``, the square root of :data:`EXP` from the same eigenvalues."""
+
+    def __init__(self):
+        super().__init__(lambda x: torch.exp(0.5 * x), lambda x: 0.5 * torch.exp(0.5 * x))
+
+    def loewner(self, lam):
+        lo, hi = _pairs(lam)
+        d = hi - lo
+        e = torch.exp(0.5 * lo)
+        return e * _safe_ratio(torch.expm1(0.5 * d), d, torch.full_like(d, 0.5))
+
+
 class Power(SpectralFunction):
     """``x ** p`` for a real ``p`` on positive eigenvalues; ``p`` is a number or a tensor that
     broadcasts against the eigenvalues (in ``f``) and their pairs (in ``loewner``)."""
@@ -124,3 +137,4 @@ SQRT = _Sqrt()
 INV_SQRT = _InvSqrt()
 LOG = _Log()
 EXP = _Exp()
+HALF_EXP = _HalfExp()

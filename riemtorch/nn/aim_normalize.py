@@ -58,6 +58,7 @@ class _AIMNormalize(torch.autograd.Function):
         z = sym((u * powered.unsqueeze(-2)) @ u.transpose(-1, -2))
         ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
+        ctx.input_dtype = input_dtype
         ctx.mark_non_differentiable(mean, var)
         return z, mean, var
 
@@ -82,7 +83,7 @@ class _AIMNormalize(torch.autograd.Function):
             grad_inv_root = sym(c @ root + root @ c.transpose(-1, -2))
             vt = v.transpose(-1, -2)
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
-            z, dlog = karcher.implicit_solve(root, lam, bases, w, grad_mean)
+            z, dlog = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype)
             inner = inner + w * dlog * bases.rotate(z)
         grad_x = sym(bases.from_bases(inner, inv_root))
         return grad_x, grad_scale, None, None, None, None, None, None, None

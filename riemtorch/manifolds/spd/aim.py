@@ -11,7 +11,7 @@ import torch
 
 from riemtorch.linalg.batched import eigvalsh, map_batch_chunks
 from riemtorch.linalg import spectral
-from riemtorch.linalg.symmetric import sym
+from riemtorch.linalg.symmetric import apply_spectral, sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.base import GyroSPDManifold
 
@@ -66,6 +66,16 @@ def aim_transp(x, y, v):
     chol = common.cholesky(x)
     root = common.sqrtm(common.whiten(chol, y))
     return common.unwhiten(chol, root @ common.whiten(chol, v) @ root)
+
+
+def aim_exp_transp(x, u, v):
+    """``Exp_X U`` and the parallel transport of ``V`` to it from one ``eigh``: with
+    ``A = L^-1 U L^-T``, ``Y = L expm(A) L^T`` and ``E = L expm(A/2) L^-1`` (the transport's
+    ``(Y X^-1)^1/2``), so ``E V E^T = L expm(A/2) (L^-1 V L^-T) expm(A/2) L^T``."""
+    chol = common.cholesky(x)
+    full, half = apply_spectral(common.whiten(chol, u), (spectral.EXP, spectral.HALF_EXP))
+    return (common.unwhiten(chol, full),
+            common.unwhiten(chol, half @ common.whiten(chol, v) @ half))
 
 
 def aim_geodesic(x, y, t):
@@ -175,6 +185,18 @@ class SPDAffineInvariant(GyroSPDManifold):
 
     def _geodesic(self, x, y, t):
         return aim_geodesic(x, y, t)
+
+    def expmap_transp(self, x, u, v):
+        """``Exp_X U`` and the parallel transport of ``V`` there, from one ``eigh``."""
+        if self.power != 1:
+            return super().expmap_transp(x, u, v)
+        common.check_matrices(u, "tangent vector")
+        common.check_matrices(v, "tangent vector")
+        dtype, (x, u, v) = self._points(x, u, v)
+        y, w = aim_exp_transp(x, u, v)
+        return y.to(dtype), w.to(dtype)
+
+    retr_transp = expmap_transp
 
     def _mean(self, xs, w, tol, max_iter):
         return aim_karcher_mean(xs, w, tol, max_iter)
