@@ -164,8 +164,8 @@ def _richardson_rate(lam, w):
 def richardson_step(root, lam, grad, w):
     """``M^1/2 exp(a F) M^1/2`` with the rate ``a`` of :func:`_richardson_rate`: no solve, one
     exponential of a single matrix. From an estimate with ``||F|| <= tol`` it contracts
-    ``||F||`` by ``(k - 1) / (k + 1)`` (about ``0.02`` on the benchmark's Wishart samples) to
-    first order."""
+    ``||F||`` by at most ``(k - 1) / (k + 1)`` to first order (``0.12`` on the benchmark's
+    Wishart samples, where ``||F||`` goes from ``1.5e-9`` to ``1.2e-10``)."""
     rate = _richardson_rate(lam, w)[..., None, None]
     return sym(root @ common.expm(rate * grad) @ root)
 
