@@ -14,8 +14,10 @@ data are read from ``--data-dir`` (never downloaded).
     python examples/mamem_ssvep.py --bn lem        # another metric
     python examples/mamem_ssvep.py --compare       # every metric and no batch norm
     python examples/mamem_ssvep.py --crops         # train on random 1 s crops of the recordings
+    python examples/mamem_ssvep.py --adapt         # each session normalised by its own statistics
 """
 
+import copy
 import json
 import os
 import sys
@@ -166,6 +168,19 @@ def make_model(bn: str, args, channels: int = 8, classes: int = 5, dtype=None, d
     return torch.nn.Sequential(*layers)
 
 
+def session_logits(model, x: torch.Tensor, adapt: bool) -> torch.Tensor:
+    """Logits of one session's trials: with the running statistics of training (``adapt``
+    off), or with every batch norm (the front end's and the SPD one) normalising by the
+    statistics of these trials themselves, no labels used (``adapt``: the unsupervised domain
+    adaptation of SPDDSMBN, Kobler et al. 2022; the model's own statistics are left alone)."""
+    if adapt:
+        model = copy.deepcopy(model).train()
+    else:
+        model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
 def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
     """Train on the training trials; every epoch record the validation and test accuracy.
 
@@ -185,14 +200,13 @@ def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
         if crops is not None:
             x, y = crops.draw(generator, dtype, device)
         train_loss = common.train_epoch(model, optimizer, loss_fn, x, y, args.batch_size, generator)
-        model.eval()
-        with torch.no_grad():
-            logits = model(data["validation"][0])
+        logits = session_logits(model, data["validation"][0], args.adapt)
         history["epoch"].append(epoch + 1)
         history["loss"].append(train_loss)
         history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
         history["eval_accuracy"].append(float((logits.argmax(-1) == data["validation"][1]).double().mean()))
-        history["test_accuracy"].append(common.accuracy(model, *data["test"]))
+        test_logits = session_logits(model, data["test"][0], args.adapt)
+        history["test_accuracy"].append(float((test_logits.argmax(-1) == data["test"][1]).double().mean()))
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['eval_accuracy'][-1]:.2f}")
     best = max(range(len(history["epoch"])),
                key=lambda e: (history["eval_accuracy"][e], -history["validation_loss"][e]))
@@ -217,6 +231,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shrinkage", type=float, default=0.0)
     parser.add_argument("--crops", action="store_true",
                         help="train on windows at random offsets of the 4 s training recordings")
+    parser.add_argument("--adapt", action="store_true",
+                        help="normalise the validation and test sessions by their own batch "
+                             "statistics (unsupervised, no labels)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -56,12 +56,13 @@ def test_crops_come_from_the_recordings_of_the_training_trials():
 
 
 @needs_data
-@pytest.mark.parametrize("segments, crops", [(1, False), (3, False), (1, True)])
-def test_mamem_ssvep_runs(tmp_path, segments, crops):
+@pytest.mark.parametrize("segments, option", [(1, None), (3, None), (1, "--crops"),
+                                             (1, "--adapt")])
+def test_mamem_ssvep_runs(tmp_path, segments, option):
     mamem_ssvep = _example()
     status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", "U001", "--epochs", "1",
                                "--limit", "40", "--bn", "aim", "--segments", str(segments),
-                               "--out", str(tmp_path)] + (["--crops"] if crops else []))
+                               "--out", str(tmp_path)] + ([option] if option else []))
     assert status == 0
     for suffix in ("csv", "json", "png"):
         assert (tmp_path / f"mamem_ssvep.{suffix}").is_file()
@@ -72,3 +73,30 @@ def test_mamem_ssvep_runs(tmp_path, segments, crops):
         assert math.isfinite(subject[key]) and 0.0 <= subject[key] <= 1.0
     mean = result["rows"][0][1]
     assert math.isfinite(mean) and 0.0 <= mean <= 1.0
+
+
+def test_session_statistics_normalise_by_the_trials_and_leave_the_model_alone():
+    import argparse
+
+    import torch
+
+    example = _example()
+    args = argparse.Namespace(feature_maps=6, hidden=4, segments=1, maps=5, kernel=9,
+                              front="spatial", shrinkage=0.0)
+    torch.manual_seed(0)
+    model = example.make_model("aim", args, dtype=torch.float64)
+    x = torch.randn(20, 8, 125, dtype=torch.float64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted = example.session_logits(model, x, adapt=True)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    plain = example.session_logits(model, x, adapt=False)
+    assert not model.training and not torch.allclose(adapted, plain)
+    # the same as evaluating with every batch norm on the statistics of these trials
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean, layer.running_var = None, None
+        if hasattr(layer, "track_running_stats"):
+            layer.track_running_stats = False
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), adapted)
+
