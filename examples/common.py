@@ -33,12 +33,16 @@ def dtype_of(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
+def hit_rate(logits, y) -> float:
+    """Fraction of rows of ``logits`` whose largest entry is at the label ``y``."""
+    return float((logits.argmax(-1) == y).double().mean())
+
+
 def accuracy(model, x, y, batch_size: int = 512) -> float:
     """Classification accuracy of ``model`` in eval mode."""
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(x[i:i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
-    return float((pred == y).double().mean())
+        return hit_rate(torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]), y)
 
 
 def train_epoch(model, optimizer, loss_fn, x, y, batch_size: int, generator=None) -> float:

@@ -204,9 +204,9 @@ def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
         history["epoch"].append(epoch + 1)
         history["loss"].append(train_loss)
         history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
-        history["eval_accuracy"].append(float((logits.argmax(-1) == data["validation"][1]).double().mean()))
-        test_logits = session_logits(model, data["test"][0], args.adapt)
-        history["test_accuracy"].append(float((test_logits.argmax(-1) == data["test"][1]).double().mean()))
+        history["eval_accuracy"].append(common.hit_rate(logits, data["validation"][1]))
+        history["test_accuracy"].append(
+            common.hit_rate(session_logits(model, data["test"][0], args.adapt), data["test"][1]))
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['eval_accuracy'][-1]:.2f}")
     best = max(range(len(history["epoch"])),
                key=lambda e: (history["eval_accuracy"][e], -history["validation_loss"][e]))
