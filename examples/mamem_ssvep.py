@@ -181,36 +181,80 @@ def session_logits(model, x: torch.Tensor, adapt: bool) -> torch.Tensor:
         return model(x)
 
 
-def fit_subject(bn: str, data: dict, args, dtype, device, label: str):
-    """Train on the training trials; every epoch record the validation and test accuracy.
+def per_subject_copies(model: torch.nn.Module, count: int) -> torch.nn.ModuleList:
+    """``count`` models that share every layer of ``model`` except the batch norms (the front
+    end's ``BatchNorm2d`` and the SPD one): each copy has its own statistics and affine
+    parameters, the other weights are the same tensors."""
+    private = (torch.nn.modules.batchnorm._BatchNorm, rnn.SPDBatchNorm)
 
-    Returns the history and the selected epoch: the best validation accuracy, ties broken by
-    the lower validation loss (test accuracy plays no part in the choice).
+    def share(module):
+        if isinstance(module, private):
+            return copy.deepcopy(module)
+        if not module._modules:
+            return module
+        shared = copy.copy(module)
+        shared._modules = {name: share(child) for name, child in module._modules.items()}
+        return shared
+
+    return torch.nn.ModuleList([share(model) for _ in range(count)])
+
+
+def train_epoch(models, optimizer, loss_fn, datasets, batch_size, generator, dtype, device):
+    """One pass over every subject's training trials in minibatches of one subject each, each
+    through that subject's model, the minibatches of all subjects in random order. Returns the
+    mean training loss."""
+    batches = []
+    for d, data in enumerate(datasets):
+        crops = data.get("crops")
+        x, y = crops.draw(generator, dtype, device) if crops is not None else data["train"]
+        order = torch.randperm(len(x), generator=generator).to(x.device)
+        # a last batch of one trial is skipped: batch norm needs two
+        batches += [(d, x[idx], y[idx]) for idx in order.split(batch_size) if len(idx) > 1]
+    if len(datasets) > 1:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    models.train()
+    total = 0.0
+    for d, x, y in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(models[d](x), y)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(y)
+    return total / sum(len(y) for _, _, y in batches)
+
+
+def fit(bn: str, datasets: list, args, dtype, device, label: str):
+    """Train on the training trials of ``datasets`` (one per subject): one model per subject,
+    or, with several, one network whose batch norms are per subject (``--pooled``). Every epoch
+    records each subject's validation and test accuracy.
+
+    Returns, per subject, the history and the selected epoch: the best validation accuracy,
+    ties broken by the lower validation loss (test accuracy plays no part in the choice).
     """
     common.seed_everything(args.seed)
-    model = make_model(bn, args, dtype=dtype, device=device)
-    optimizer = RiemannianAdam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    models = per_subject_copies(make_model(bn, args, dtype=dtype, device=device), len(datasets))
+    optimizer = RiemannianAdam(models.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(args.seed)
-    x, y = data["train"]
-    crops = data.get("crops")
-    history = {"epoch": [], "loss": [], "eval_accuracy": [], "validation_loss": [], "test_accuracy": []}
+    keys = ("epoch", "loss", "eval_accuracy", "validation_loss", "test_accuracy")
+    histories = [{key: [] for key in keys} for _ in datasets]
     bar = common.tqdm(range(args.epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
-        if crops is not None:
-            x, y = crops.draw(generator, dtype, device)
-        train_loss = common.train_epoch(model, optimizer, loss_fn, x, y, args.batch_size, generator)
-        logits = session_logits(model, data["validation"][0], args.adapt)
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(train_loss)
-        history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
-        history["eval_accuracy"].append(common.hit_rate(logits, data["validation"][1]))
-        history["test_accuracy"].append(
-            common.hit_rate(session_logits(model, data["test"][0], args.adapt), data["test"][1]))
-        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['eval_accuracy'][-1]:.2f}")
-    best = max(range(len(history["epoch"])),
-               key=lambda e: (history["eval_accuracy"][e], -history["validation_loss"][e]))
-    return history, best
+        train_loss = train_epoch(models, optimizer, loss_fn, datasets, args.batch_size, generator,
+                                 dtype, device)
+        for model, data, history in zip(models, datasets, histories):
+            logits = session_logits(model, data["validation"][0], args.adapt)
+            history["epoch"].append(epoch + 1)
+            history["loss"].append(train_loss)
+            history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
+            history["eval_accuracy"].append(common.hit_rate(logits, data["validation"][1]))
+            history["test_accuracy"].append(
+                common.hit_rate(session_logits(model, data["test"][0], args.adapt), data["test"][1]))
+        validation = np.mean([h["eval_accuracy"][-1] for h in histories])
+        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{validation:.2f}")
+    return [(history, max(range(args.epochs), key=lambda e: (history["eval_accuracy"][e],
+                                                              -history["validation_loss"][e])))
+            for history in histories]
 
 
 def main(argv=None) -> int:
@@ -231,6 +275,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shrinkage", type=float, default=0.0)
     parser.add_argument("--crops", action="store_true",
                         help="train on windows at random offsets of the 4 s training recordings")
+    parser.add_argument("--pooled", action="store_true",
+                        help="one network trained on every subject's training trials, with "
+                             "batch norms per subject")
     parser.add_argument("--adapt", action="store_true",
                         help="normalise the validation and test sessions by their own batch "
                              "statistics (unsupervised, no labels)")
@@ -249,7 +296,7 @@ def main(argv=None) -> int:
     dtype, device = common.dtype_of(args.dtype), torch.device(args.device)
     variants = METRICS if args.compare else [args.bn]
 
-    results = {bn: {} for bn in variants}
+    datasets = {}
     for subject in args.subjects:
         raw, y = load_subject(args.data_dir, subject)
         x, scale = prepare(raw, args)
@@ -261,14 +308,24 @@ def main(argv=None) -> int:
             xs, ys = x[sl][: args.limit], y[sl][: args.limit]
             data[split] = (torch.as_tensor(xs, dtype=dtype, device=device),
                            torch.as_tensor(ys, device=device))
-        for bn in variants:
+        datasets[subject] = data
+    groups = [args.subjects] if args.pooled else [[subject] for subject in args.subjects]
+
+    results = {bn: {} for bn in variants}
+    for bn in variants:
+        for group in groups:
             start = time.perf_counter()
-            history, best = fit_subject(bn, data, args, dtype, device, f"{subject} bn={bn}")
-            results[bn][subject] = {"epoch": best + 1, "validation_accuracy": history["eval_accuracy"][best],
-                                    "test_accuracy": history["test_accuracy"][best],
-                                    "seconds": time.perf_counter() - start, "curves": history}
-            print(f"{subject} bn={bn}: epoch {best + 1}, validation {history['eval_accuracy'][best]:.2f}, "
-                  f"test {history['test_accuracy'][best]:.2f}", file=sys.stderr)
+            fits = fit(bn, [datasets[s] for s in group], args, dtype, device,
+                       f"{'pooled' if args.pooled else group[0]} bn={bn}")
+            seconds = (time.perf_counter() - start) / len(group)
+            for subject, (history, best) in zip(group, fits):
+                results[bn][subject] = {"epoch": best + 1,
+                                        "validation_accuracy": history["eval_accuracy"][best],
+                                        "test_accuracy": history["test_accuracy"][best],
+                                        "seconds": seconds, "curves": history}
+                print(f"{subject} bn={bn}: epoch {best + 1}, validation "
+                      f"{history['eval_accuracy'][best]:.2f}, test {history['test_accuracy'][best]:.2f}",
+                      file=sys.stderr)
 
     columns = ["model", "test accuracy mean", "test accuracy std", "validation accuracy mean",
                "train seconds"]
@@ -277,9 +334,11 @@ def main(argv=None) -> int:
         test = np.array([r["test_accuracy"] for r in results[bn].values()])
         val = np.array([r["validation_accuracy"] for r in results[bn].values()])
         seconds = sum(r["seconds"] for r in results[bn].values())
-        rows.append([f"batch norm: {bn}", float(test.mean()), float(test.std()), float(val.mean()),
+        name = f"batch norm: {bn}" + (" (per subject)" if args.pooled and bn != "none" else "")
+        rows.append([name, float(test.mean()), float(test.std()), float(val.mean()),
                      round(seconds, 1)])
-    common.print_table(f"MAMEM-SSVEP-II, {len(args.subjects)} subjects, seed {args.seed}, "
+    setting = "one network for all, " if args.pooled else ""
+    common.print_table(f"MAMEM-SSVEP-II, {len(args.subjects)} subjects, {setting}seed {args.seed}, "
                        f"{args.epochs} epochs (epoch selected on validation)", columns, rows)
     # one curve per variant (the mean over subjects) keeps the plot readable; the JSON holds
     # every subject's curves under "subjects"

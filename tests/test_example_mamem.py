@@ -1,6 +1,7 @@
 """Smoke test of examples/mamem_ssvep.py: one epoch on a slice of one subject, with one
-covariance per window (the default), with one per time segment and with training crops; the
-crops' recordings rebuild the trials."""
+covariance per window (the default), with one per time segment, with training crops, with
+session statistics, and one network for two subjects; the crops' recordings rebuild the trials;
+the per-subject copies share every weight but the batch norms'."""
 
 import json
 import math
@@ -57,20 +58,22 @@ def test_crops_come_from_the_recordings_of_the_training_trials():
 
 @needs_data
 @pytest.mark.parametrize("segments, option", [(1, None), (3, None), (1, "--crops"),
-                                             (1, "--adapt")])
+                                             (1, "--adapt"), (1, "--pooled")])
 def test_mamem_ssvep_runs(tmp_path, segments, option):
     mamem_ssvep = _example()
-    status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", "U001", "--epochs", "1",
+    subjects = ["U001", "U002"] if option == "--pooled" else ["U001"]
+    status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", *subjects, "--epochs", "1",
                                "--limit", "40", "--bn", "aim", "--segments", str(segments),
                                "--out", str(tmp_path)] + ([option] if option else []))
     assert status == 0
     for suffix in ("csv", "json", "png"):
         assert (tmp_path / f"mamem_ssvep.{suffix}").is_file()
     result = json.loads((tmp_path / "mamem_ssvep.json").read_text())
-    subject = result["subjects"]["aim"]["U001"]
-    assert subject["epoch"] == 1
-    for key in ("validation_accuracy", "test_accuracy"):
-        assert math.isfinite(subject[key]) and 0.0 <= subject[key] <= 1.0
+    assert sorted(result["subjects"]["aim"]) == subjects
+    for subject in result["subjects"]["aim"].values():
+        assert subject["epoch"] == 1
+        for key in ("validation_accuracy", "test_accuracy"):
+            assert math.isfinite(subject[key]) and 0.0 <= subject[key] <= 1.0
     mean = result["rows"][0][1]
     assert math.isfinite(mean) and 0.0 <= mean <= 1.0
 
@@ -100,3 +103,43 @@ def test_session_statistics_normalise_by_the_trials_and_leave_the_model_alone():
     with torch.no_grad():
         torch.testing.assert_close(model(x), adapted)
 
+
+
+def test_per_subject_copies_share_all_but_the_batch_norms():
+    import argparse
+
+    import torch
+
+    from riemtorch import nn as rnn
+
+    example = _example()
+    args = argparse.Namespace(feature_maps=6, hidden=4, segments=1, maps=5, kernel=9,
+                              front="spatial", shrinkage=0.0)
+    torch.manual_seed(0)
+    model = example.make_model("aim", args, dtype=torch.float64)
+    first, second = example.per_subject_copies(model, 2)
+    norms = (torch.nn.BatchNorm2d, rnn.SPDBatchNorm)
+    private = [name for name, m in model.named_modules() if isinstance(m, norms)]
+    assert len(private) == 3
+    for (name, a), (_, b), (_, c) in zip(model.named_modules(), first.named_modules(),
+                                         second.named_modules()):
+        if name in private:
+            assert a is not b and b is not c, name
+            assert all(p is not q for p, q in zip(b.parameters(), c.parameters()))
+        elif not a._modules and not any(name.startswith(f"{n}.") for n in private):
+            assert a is b is c, name
+    copies = torch.nn.ModuleList([first, second])
+    owned = {id(p) for p in model.parameters() if not any(
+        p is q for m in model.modules() if isinstance(m, norms) for q in m.parameters())}
+    shared = owned & {id(p) for p in copies.parameters()}
+    assert len(shared) == len(owned) > 0
+    # a training step through one copy moves its own statistics and the shared weights only
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (first, second)]
+    first.train()
+    first(torch.randn(6, 8, 125, dtype=torch.float64)).sum().backward()
+    after = [m.state_dict() for m in (first, second)]
+    changed = [[k for k in b if not torch.equal(b[k], a[k])] for b, a in zip(before, after)]
+    assert any("running" in k for k in changed[0]) and not changed[1]
+    assert all(p.grad is None for m in second.modules() if isinstance(m, norms)
+               for p in m.parameters())
+    assert all(p.grad is not None for p in first.parameters())
