@@ -10,11 +10,17 @@ the test trials, reported at that epoch; the table gives the mean and standard d
 subjects) of the test accuracy. The defaults were chosen on the validation accuracy only. The
 data are read from ``--data-dir`` (never downloaded).
 
+``--pooled`` trains one network on the training trials of all the subjects together, with a
+copy of every batch norm per subject (its own statistics, bias and scale; every minibatch holds
+one subject's trials): the domain-specific batch norm of SPDDSMBN (Kobler et al. 2022). The
+splits, the per-subject epoch selection and the test trials stay those above.
+
     python examples/mamem_ssvep.py                 # batch norm under the affine-invariant metric
     python examples/mamem_ssvep.py --bn lem        # another metric
     python examples/mamem_ssvep.py --compare       # every metric and no batch norm
     python examples/mamem_ssvep.py --crops         # train on random 1 s crops of the recordings
     python examples/mamem_ssvep.py --adapt         # each session normalised by its own statistics
+    python examples/mamem_ssvep.py --pooled        # one network, batch norms per subject
 """
 
 import copy

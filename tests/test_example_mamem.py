@@ -78,16 +78,23 @@ def test_mamem_ssvep_runs(tmp_path, segments, option):
     assert math.isfinite(mean) and 0.0 <= mean <= 1.0
 
 
-def test_session_statistics_normalise_by_the_trials_and_leave_the_model_alone():
+def _small_model(example):
+    """A small float64 model of the example (AIM batch norm), seeded."""
     import argparse
 
     import torch
 
-    example = _example()
     args = argparse.Namespace(feature_maps=6, hidden=4, segments=1, maps=5, kernel=9,
                               front="spatial", shrinkage=0.0)
     torch.manual_seed(0)
-    model = example.make_model("aim", args, dtype=torch.float64)
+    return example.make_model("aim", args, dtype=torch.float64)
+
+
+def test_session_statistics_normalise_by_the_trials_and_leave_the_model_alone():
+    import torch
+
+    example = _example()
+    model = _small_model(example)
     x = torch.randn(20, 8, 125, dtype=torch.float64)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     adapted = example.session_logits(model, x, adapt=True)
@@ -104,19 +111,13 @@ def test_session_statistics_normalise_by_the_trials_and_leave_the_model_alone():
         torch.testing.assert_close(model(x), adapted)
 
 
-
 def test_per_subject_copies_share_all_but_the_batch_norms():
-    import argparse
-
     import torch
 
     from riemtorch import nn as rnn
 
     example = _example()
-    args = argparse.Namespace(feature_maps=6, hidden=4, segments=1, maps=5, kernel=9,
-                              front="spatial", shrinkage=0.0)
-    torch.manual_seed(0)
-    model = example.make_model("aim", args, dtype=torch.float64)
+    model = _small_model(example)
     first, second = example.per_subject_copies(model, 2)
     norms = (torch.nn.BatchNorm2d, rnn.SPDBatchNorm)
     private = [name for name, m in model.named_modules() if isinstance(m, norms)]
