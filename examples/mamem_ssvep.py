@@ -21,6 +21,7 @@ splits, the per-subject epoch selection and the test trials stay those above.
     python examples/mamem_ssvep.py --crops         # train on random 1 s crops of the recordings
     python examples/mamem_ssvep.py --adapt         # each session normalised by its own statistics
     python examples/mamem_ssvep.py --pooled        # one network, batch norms per subject
+    python examples/mamem_ssvep.py --pooled --adapt --compare   # the best setting (README)
 """
 
 import copy
