@@ -157,6 +157,38 @@ def test_iterative_means_are_differentiable(name):
     assert torch.autograd.gradcheck(lambda a: m.frechet_mean(sym(a), tol=1e-13), (x,))
 
 
+@pytest.mark.parametrize("name, module", [("SPDAffineInvariant", "karcher"),
+                                          ("SPDBuresWasserstein", "bw_barycenter"),
+                                          ("SPDGeneralizedBuresWasserstein", "bw_barycenter")])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_iterative_means_floor_and_solve_for_the_input_dtype(name, module, dtype, monkeypatch):
+    """float32 input is averaged in float64, but the eigenvalue floor and the accuracy of the
+    implicit backward are those of float32 (the policy of riemtorch.config), as in the
+    batch norms."""
+    import importlib
+
+    from riemtorch.manifolds.spd import common
+
+    solver = importlib.import_module(f"riemtorch.manifolds.spd.{module}")
+    seen = []
+
+    def recording(fn):
+        def wrapped(values, kind):
+            seen.append((fn.__name__, kind))
+            return fn(values, kind) if values is not None else fn(kind)
+        return wrapped
+
+    floor, rtol = solver.floor_eigenvalues, common.implicit_rtol
+    monkeypatch.setattr(solver, "floor_eigenvalues", recording(floor))
+    monkeypatch.setattr(common, "implicit_rtol", lambda kind: recording(rtol)(None, kind))
+    x = spd((6,), cond=10.0, dtype=dtype, seed=16).requires_grad_(True)
+    mean = make(name).frechet_mean(x)
+    assert mean.dtype == dtype
+    mean.sum().backward()
+    assert ("floor_eigenvalues", dtype) in seen and ("implicit_rtol", dtype) in seen
+    assert all(kind == dtype for _, kind in seen)
+
+
 def test_bures_wasserstein_transport_is_parallel_between_commuting_matrices():
     q = torch.linalg.qr(torch.randn(5, 5, dtype=F64, generator=torch.Generator().manual_seed(3)))[0]
     s, t = torch.tensor([0.5, 1, 2, 3, 4], dtype=F64), torch.tensor([2, 0.3, 1, 5, 1], dtype=F64)

@@ -103,7 +103,7 @@ def aim_gyration(x, y, z):
     return sym(f @ z @ f.transpose(-1, -2))
 
 
-def aim_karcher_mean(xs, w, tol, max_iter):
+def aim_karcher_mean(xs, w, tol, max_iter, input_dtype=None):
     """Weighted Karcher mean of ``xs`` ``(N, ..., n, n)`` with weights ``w`` ``(N, ..., 1, 1)``.
 
     Riemannian Newton iterations from the geometric mean of the arithmetic and harmonic
@@ -112,7 +112,7 @@ def aim_karcher_mean(xs, w, tol, max_iter):
     at most ``tol``; differentiable by the implicit function theorem
     (:mod:`riemtorch.manifolds.spd.karcher`).
     """
-    return karcher.karcher_mean(xs, w, tol, max_iter)
+    return karcher.karcher_mean(xs, w, tol, max_iter, input_dtype)
 
 
 class SPDAffineInvariant(GyroSPDManifold):
@@ -198,8 +198,8 @@ class SPDAffineInvariant(GyroSPDManifold):
 
     retr_transp = expmap_transp
 
-    def _mean(self, xs, w, tol, max_iter):
-        return aim_karcher_mean(xs, w, tol, max_iter)
+    def _mean(self, xs, w, tol, max_iter, input_dtype):
+        return aim_karcher_mean(xs, w, tol, max_iter, input_dtype)
 
     def _gyroadd(self, x, y):
         return aim_gyroadd(x, y)

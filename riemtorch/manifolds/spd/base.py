@@ -73,7 +73,9 @@ class SPDManifold(Manifold):
     def _geodesic(self, x, y, t):
         return self._exp(x, t * self._log(x, y))
 
-    def _mean(self, xs, w, tol, max_iter):
+    def _mean(self, xs, w, tol, max_iter, input_dtype):
+        """Weighted mean of working-dtype ``xs`` (``input_dtype`` is the user's, for the
+        eigenvalue floor and the solvers' accuracy)."""
         raise NotImplementedError
 
     def _identity_form(self, a, b):
@@ -276,11 +278,11 @@ class SPDManifold(Manifold):
         w = w[..., None, None]
         tol = default_mean_tolerance(dtype) if tol is None else float(tol)
         if self.power == 1:
-            mean = self._mean(xs, w, tol, max_iter)
+            mean = self._mean(xs, w, tol, max_iter, dtype)
         elif self.power == 0:
             mean = self._phi_inv((w * self._phi(xs)).sum(0))
         else:
-            mean = self._phi_inv(self._mean(self._phi(xs), w, tol, max_iter))
+            mean = self._phi_inv(self._mean(self._phi(xs), w, tol, max_iter, dtype))
         mean = mean.to(dtype)
         return mean.unsqueeze(dim) if keepdim else mean
 

@@ -89,10 +89,10 @@ def bw_transp(x, y, v):
     return _scale_in_eigenbasis(y, to_identity, congruence.HalfSumRoot())
 
 
-def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
+def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     """Weighted Bures-Wasserstein barycenter of ``xs`` ``(N, ..., n, n)``, weights
     ``(N, ..., 1, 1)``: :func:`riemtorch.manifolds.spd.bw_barycenter.bw_barycenter`."""
-    return barycenter.bw_barycenter(xs, w, tol, max_iter, method)
+    return barycenter.bw_barycenter(xs, w, tol, max_iter, method, input_dtype)
 
 
 class SPDBuresWasserstein(SPDManifold):
@@ -164,5 +164,5 @@ class SPDBuresWasserstein(SPDManifold):
     def _geodesic(self, x, y, t):
         return bw_geodesic(x, y, t, self.sqrtm_method)
 
-    def _mean(self, xs, w, tol, max_iter):
-        return bw_barycenter(xs, w, tol, max_iter, self.sqrtm_method)
+    def _mean(self, xs, w, tol, max_iter, input_dtype):
+        return bw_barycenter(xs, w, tol, max_iter, self.sqrtm_method, input_dtype)

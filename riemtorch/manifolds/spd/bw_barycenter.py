@@ -101,7 +101,7 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
     return rt, False
 
 
-def _weighted_root_sum(factor, xs, w, stored, method, target):
+def _weighted_root_sum(factor, xs, w, stored, method, target, input_dtype):
     """``sum_i w_i C_i^1/2`` for ``C_i = F^T X_i F`` and the state ``(bases, sig, rt)`` that the
     next iteration refines: the stored eigenbases (:class:`EigenBases`), their root eigenvalues
     ``sig`` and the current roots in those bases, ``rt = U^T R U``."""
@@ -120,7 +120,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
         # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
         lam, v = map_batch_chunks(eigh, ct)
         u = bases.u @ v
-    sig = floor_eigenvalues(lam, xs.dtype).sqrt()
+    sig = floor_eigenvalues(lam, input_dtype).sqrt()
     bases = EigenBases(u)
     return bases.combine_diagonal(w.squeeze(-1) * sig), (bases, sig, torch.diag_embed(sig))
 
@@ -159,7 +159,7 @@ class Anderson:
         return image - (d_img @ gamma).squeeze(-1).unflatten(-1, image.shape[-2:])
 
 
-def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
+def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     """The fixed-point iteration of the module docstring, without autograd, accelerated by
     :class:`Anderson` from the second update on (the first leaves the arithmetic mean with a
     large, nonlinear step); an iterate whose criterion did not decrease restarts the
@@ -180,7 +180,8 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
         s = factor @ factor.transpose(-1, -2)
         # a relative residual near 1e3 eps is the rounding floor of C - R^2
         target = max(0.1 * tol / float(torch.linalg.matrix_norm(s).amax()), 1e3 * eps)
-        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target)
+        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target,
+                                       input_dtype or xs.dtype)
         q = sym(q)
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)
@@ -208,9 +209,9 @@ def unrolled_fixed_point(xs, w, iterations, method="eigh"):
 
 class _Barycenter(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, w, s, method):
+    def forward(ctx, xs, w, s, method, input_dtype):
         ctx.save_for_backward(xs, w, s)
-        ctx.method = method
+        ctx.method, ctx.input_dtype = method, input_dtype
         return s.clone()
 
     @staticmethod
@@ -223,7 +224,8 @@ class _Barycenter(torch.autograd.Function):
             s = s.detach().requires_grad_(True)
             image = fixed_point_map(s, xs, w, ctx.method)
         grad = sym(grad)
-        limit = common.implicit_rtol(grad.dtype) * float(torch.linalg.matrix_norm(grad).amax())
+        limit = common.implicit_rtol(ctx.input_dtype) * float(
+            torch.linalg.matrix_norm(grad).amax())
 
         def adjoint_operator(u):
             (back,) = torch.autograd.grad(image, s, u, retain_graph=True)
@@ -234,10 +236,10 @@ class _Barycenter(torch.autograd.Function):
         grads = iter(torch.autograd.grad(image, inputs, adjoint) if inputs else ())
         grad_xs = next(grads) if ctx.needs_input_grad[0] else None
         grad_w = next(grads) if ctx.needs_input_grad[1] else None
-        return grad_xs, grad_w, None, None
+        return grad_xs, grad_w, None, None, None
 
 
-def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
+def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     """Weighted Bures-Wasserstein barycenter (see the module docstring).
 
     Parameters
@@ -252,6 +254,9 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
         Iteration cap.
     method : {"eigh", "newton_schulz"}
         How the square roots are computed.
+    input_dtype : torch.dtype, optional
+        Dtype of the user's input, for the eigenvalue floor of :mod:`riemtorch.config` and the
+        accuracy of the implicit backward (default: that of ``xs``).
 
     Returns
     -------
@@ -262,9 +267,10 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh"):
     """
     method = check_method(method)
     with torch.no_grad():
-        s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method)
+        s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method,
+                                              input_dtype)
     if not (torch.is_grad_enabled() and (xs.requires_grad or w.requires_grad)):
         return s
     if converged:
-        return _Barycenter.apply(xs, w, s, method)
+        return _Barycenter.apply(xs, w, s, method, input_dtype or xs.dtype)
     return unrolled_fixed_point(xs, w, int(max_iter), method)

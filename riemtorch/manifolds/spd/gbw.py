@@ -100,6 +100,7 @@ class SPDGeneralizedBuresWasserstein(SPDManifold):
         root, (x, y) = self._pull(x, y)
         return self._push(root, bw.bw_geodesic(x, y, t, self.sqrtm_method))
 
-    def _mean(self, xs, w, tol, max_iter):
+    def _mean(self, xs, w, tol, max_iter, input_dtype):
         root, (xs,) = self._pull(xs)
-        return self._push(root, bw.bw_barycenter(xs, w, tol, max_iter, self.sqrtm_method))
+        return self._push(root, bw.bw_barycenter(xs, w, tol, max_iter, self.sqrtm_method,
+                                                     input_dtype))

@@ -169,7 +169,7 @@ class SPDLogCholesky(GyroSPDManifold):
     def _geodesic(self, x, y, t):
         return lcm_geodesic(x, y, t)
 
-    def _mean(self, xs, w, tol, max_iter):
+    def _mean(self, xs, w, tol, max_iter, input_dtype):
         return lcm_mean(xs, w)
 
     def _gyroadd(self, x, y):
