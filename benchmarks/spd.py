@@ -32,9 +32,15 @@ def median_ms(fn, repeat=5):
     return _median_ms(fn, repeat=repeat, warmup=1)
 
 
+# pause before every timed call: the BLAS threads of the previous call (numpy's OpenBLAS spins
+# for about 0.1 s after a call, OpenMP teams for a while) go idle instead of competing with it
+SETTLE_S = 0.2
+
+
 def interleaved_median_ms(fns, repeat):
-    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds. A callable
-    that raises on its first (warm-up) call is left out, with a message."""
+    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds, each call
+    after a pause of ``SETTLE_S``. A callable that raises on its first (warm-up) call is left
+    out, with a message."""
     working = {}
     for name, fn in fns.items():
         try:
@@ -46,6 +52,7 @@ def interleaved_median_ms(fns, repeat):
     times = {name: [] for name in working}
     for _ in range(repeat):
         for name, fn in working.items():
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
