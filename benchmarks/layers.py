@@ -8,11 +8,14 @@ harmonic means, with the gradient of the exact mean); riemtorch is also timed wi
 (the Newton step and the centred samples) and none in the backward pass. riemtorch steps the
 BiMap weight on the Stiefel manifold with RiemannianAdam; spd_learn parametrises it and uses
 torch.optim.Adam (its recommended setup). Validation is off for riemtorch (riemtorch.config).
+The steps are timed in alternating rounds of back-to-back calls (:func:`blocked_median_ms`).
 
     python benchmarks/layers.py [--threads 2] [--batch 64]
 """
 
 import argparse
+import statistics
+import time
 import warnings
 
 import torch
@@ -21,7 +24,7 @@ import riemtorch
 from riemtorch import nn as rnn
 from riemtorch.optim import RiemannianAdam
 
-from common import median_ms, print_table, setup, synchronized
+from common import print_table, setup, synchronized
 
 N_IN, N_OUT, CLASSES = 40, 20, 4
 
@@ -46,7 +49,7 @@ def spd_learn_step(dtype=torch.float64, device="cpu"):
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def timed(model, optimizer, x, y):
+def training_step(model, optimizer, x, y):
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step():
@@ -54,7 +57,25 @@ def timed(model, optimizer, x, y):
         loss_fn(model(x), y).backward()
         optimizer.step()
 
-    return median_ms(synchronized(step, x.device), repeat=15, warmup=3)
+    return synchronized(step, x.device)
+
+
+def blocked_median_ms(steps, rounds=5, per_round=3):
+    """Median ms of each training step in ``steps`` (a dict): in every round each step runs one
+    untimed call, then ``per_round`` timed ones back to back, as in a training loop. Rounds
+    alternate between the steps, so slow drifts of the machine reach all of them alike."""
+    for step in steps.values():
+        for _ in range(3):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            step()
+            for _ in range(per_round):
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -68,16 +89,17 @@ def main():
     x = riemtorch.SPDAffineInvariant().random(args.batch, n=N_IN, cond=100.0, dtype=torch.float64,
                                               generator=g)
     y = torch.randint(0, CLASSES, (args.batch,), generator=g)
-    rows = []
-    with riemtorch.config.override(validate=False):
-        ours_one = timed(*riemtorch_step(1), x, y)
-        ours_tol = timed(*riemtorch_step(None), x, y)
+    steps = {"1 Karcher iteration": training_step(*riemtorch_step(1), x, y),
+             "mean to tolerance": training_step(*riemtorch_step(None), x, y)}
     try:
-        peer = timed(*spd_learn_step(), x, y)
+        steps["spd_learn"] = training_step(*spd_learn_step(), x, y)
     except ImportError:
-        peer = None
-    rows.append(["riemtorch, 1 Karcher iteration", ours_one, peer, peer / ours_one if peer else None])
-    rows.append(["riemtorch, mean to tolerance", ours_tol, peer, peer / ours_tol if peer else None])
+        pass
+    with riemtorch.config.override(validate=False):
+        times = blocked_median_ms(steps)
+    peer = times.get("spd_learn")
+    rows = [[f"riemtorch, {name}", times[name], peer, peer / times[name] if peer else None]
+            for name in ("1 Karcher iteration", "mean to tolerance")]
     print_table(f"SPDNet + AIM batch norm training step, batch {args.batch} of {N_IN}x{N_IN}, float64",
                 ["riemtorch variant", "riemtorch ms", "spd_learn ms", "spd_learn / riemtorch"], rows)
 
