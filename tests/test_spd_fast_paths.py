@@ -144,7 +144,6 @@ def test_aim_distance_broadcasts_like_the_pairwise_loop():
 
 
 def test_thread_split_batches_are_bitwise_equal(monkeypatch):
-    threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     x = spd((2, 100), n=4, seed=11)
     lam, u = torch.linalg.eigh(x)
@@ -155,38 +154,44 @@ def test_thread_split_batches_are_bitwise_equal(monkeypatch):
     grad_input = x.clone().requires_grad_(True)
     out = map_batch_chunks(torch.linalg.eigvalsh, grad_input, min_work=16 * 4 ** 3)
     assert out.grad_fn is not None
-    # a pool of three workers, when it starts, restores the (patched) count of three
-    torch.set_num_threads(threads)
 
 
-def test_thread_split_chunks_run_single_threaded_in_workers_and_keep_the_callers_count():
-    """Every chunk runs in a pool worker whose torch thread count is 1 (no OpenMP team or MKL
-    threads of its own beside the caller's), for small and large matrices; the calling thread
-    keeps its count, also when a chunk raises."""
+def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores_threads():
+    """From 32 x 32 the chunks run with torch's thread count at 1 (no nested LAPACK threads);
+    the count comes back afterwards, also when a chunk raises."""
     threads = torch.get_num_threads()
     seen = []
 
     def eigh_recording_threads(a):
-        seen.append((threading.current_thread() is threading.main_thread(),
-                     torch.get_num_threads()))
+        seen.append(torch.get_num_threads())
         return torch.linalg.eigh(a)
 
     torch.set_num_threads(2)
     try:
-        for n in (8, 32):
-            seen.clear()
-            x = spd((6,), n=n, seed=14)
-            lam, u = map_batch_chunks(eigh_recording_threads, x, min_work=n ** 3)
-            ref_lam, ref_u = torch.linalg.eigh(x)
-            assert torch.equal(lam, ref_lam) and torch.equal(u, ref_u)
-            assert seen == [(False, 1), (False, 1)] and torch.get_num_threads() == 2
+        x = spd((6,), n=32, seed=14)
+        lam, u = map_batch_chunks(eigh_recording_threads, x, min_work=32 ** 3)
+        ref_lam, ref_u = torch.linalg.eigh(x)
+        assert torch.equal(lam, ref_lam) and torch.equal(u, ref_u)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
 
         def failing(a):
             raise RuntimeError("chunk failed")
 
         with pytest.raises(RuntimeError, match="chunk failed"):
-            map_batch_chunks(failing, spd((6,), n=8, seed=15), min_work=8 ** 3)
+            map_batch_chunks(failing, x, min_work=32 ** 3)
         assert torch.get_num_threads() == 2
+        # small matrices: the calling thread's count is left alone (pool workers may keep the
+        # single-thread setting they started under)
+        seen.clear()
+        main = []
+
+        def record_main(a):
+            if threading.current_thread() is threading.main_thread():
+                main.append(torch.get_num_threads())
+            return torch.linalg.eigh(a)
+
+        map_batch_chunks(record_main, spd((6,), n=8, seed=15), min_work=8 ** 3)
+        assert main == [2]
     finally:
         torch.set_num_threads(threads)
 

@@ -13,19 +13,13 @@ It only splits without autograd (inside custom ``autograd.Function`` passes, or 
 requires grad), on CPU, and when every thread gets enough work (``min_work``, counted as the
 sum of ``n^3`` over its matrices: 128 matrices of 8 x 8, 9 of 20 x 20); otherwise it calls the
 function directly. Handing a chunk to a thread costs tens of microseconds, a 20 x 20 ``eigh``
-about thirty.
-
-Every chunk runs in a pool worker whose torch thread count is 1, set once when the worker
-starts, while the calling thread waits. Under torch's OpenMP backend the count is per thread,
-and a worker left at the default would start an OpenMP team of its own in the first threaded
-operator it meets (the copies inside ``eigh``, MKL's LAPACK from about 32 x 32), whose threads
-then spin beside the caller's on the same cores long after the chunk is done. That contention
-doubled the time of an affine-invariant batch norm step on 64 matrices of 20 x 20 (forward and
-backward, 2 cores: about 50 ms, 24 ms with single-threaded workers). A worker's first
-``torch.set_num_threads`` also changes the count that ``torch.get_num_threads()`` reports in
-other threads, so the pool starts all its workers when it is created and then restores the
-caller's count; other Python threads that run torch operations at that moment may see a
-count of 1.
+about thirty. For matrices of 32 x 32 and larger, torch's own thread count is set to 1 while
+the chunks run (and restored after): MKL's LAPACK threads a single decomposition from about
+that size, and threads inside every chunk would oversubscribe the cores (2 cores, interleaved
+runs: 256 ``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threaded chunks;
+40 x 40, 43 and 35 ms; below 32 x 32 no gain). Other Python threads that run torch operations
+at that moment see that thread count too, and restoring it goes through
+``torch.set_num_threads``, which also sets MKL's thread count to torch's.
 """
 
 import os
@@ -39,9 +33,9 @@ from riemtorch import config
 
 # sizes that CUDA batches decompose on the host (why: riemtorch.config, cuda_eigh_on_host)
 HOST_EIGH_SIZES = (33, 64)
+# from this size on, chunks run with torch's thread count at 1 (see the module docstring)
+SERIAL_CHUNKS_FROM = 32
 
-# bound at import: a worker's first query must reach torch (see _single_threaded)
-_QUERY_THREADS = torch.get_num_threads
 _LOCK = threading.Lock()
 _POOL = {"executor": None, "workers": 0, "pid": None}
 
@@ -51,27 +45,10 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     with _LOCK:
         if (_POOL["executor"] is None or _POOL["workers"] < workers
                 or _POOL["pid"] != os.getpid()):
-            threads = torch.get_num_threads()
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="riemtorch-batch",
-                                      initializer=_single_threaded)
-            # start every worker now (each task waits for all to start): none sets its count
-            # later, while the caller computes
-            barrier = threading.Barrier(workers)
-            for started in [pool.submit(barrier.wait) for _ in range(workers)]:
-                started.result()
-            torch.set_num_threads(threads)
-            _POOL["executor"] = pool
+            _POOL["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="riemtorch-batch")
             _POOL["workers"] = workers
             _POOL["pid"] = os.getpid()
         return _POOL["executor"]
-
-
-def _single_threaded():
-    """Pool worker initialiser: no OpenMP team or MKL threads inside a chunk. Torch gives a
-    thread its count from the process-wide one on the thread's first query, which would undo
-    an earlier ``set_num_threads``: query first."""
-    _QUERY_THREADS()
-    torch.set_num_threads(1)
 
 
 def _without_grad(fn, args):
@@ -126,8 +103,15 @@ def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: int = 65536
     flat = [t.expand(*batch, *t.shape[-2:]).reshape(count, *t.shape[-2:]) for t in tensors]
     chunks = list(zip(*(f.tensor_split(parts) for f in flat)))
     pool = _executor(threads)
-    futures = [pool.submit(_without_grad, fn, chunk) for chunk in chunks]
-    results = [f.result() for f in futures]
+    serial = n >= SERIAL_CHUNKS_FROM
+    if serial:
+        torch.set_num_threads(1)
+    try:
+        futures = [pool.submit(_without_grad, fn, chunk) for chunk in chunks[1:]]
+        results = [_without_grad(fn, chunks[0])] + [f.result() for f in futures]
+    finally:
+        if serial:
+            torch.set_num_threads(threads)
     return _concatenate(results, batch)
 
 
