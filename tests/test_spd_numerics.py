@@ -171,16 +171,18 @@ def test_iterative_means_floor_and_solve_for_the_input_dtype(name, module, dtype
 
     solver = importlib.import_module(f"riemtorch.manifolds.spd.{module}")
     seen = []
-
-    def recording(fn):
-        def wrapped(values, kind):
-            seen.append((fn.__name__, kind))
-            return fn(values, kind) if values is not None else fn(kind)
-        return wrapped
-
     floor, rtol = solver.floor_eigenvalues, common.implicit_rtol
-    monkeypatch.setattr(solver, "floor_eigenvalues", recording(floor))
-    monkeypatch.setattr(common, "implicit_rtol", lambda kind: recording(rtol)(None, kind))
+
+    def recorded_floor(values, kind):
+        seen.append(("floor_eigenvalues", kind))
+        return floor(values, kind)
+
+    def recorded_rtol(kind):
+        seen.append(("implicit_rtol", kind))
+        return rtol(kind)
+
+    monkeypatch.setattr(solver, "floor_eigenvalues", recorded_floor)
+    monkeypatch.setattr(common, "implicit_rtol", recorded_rtol)
     x = spd((6,), cond=10.0, dtype=dtype, seed=16).requires_grad_(True)
     mean = make(name).frechet_mean(x)
     assert mean.dtype == dtype

@@ -171,6 +171,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh", input_dtype=None
     has Frobenius norm at most ``tol`` (the criterion of pyRiemann's ``mean_wasserstein``).
     Returns the barycenter and whether that criterion was met within ``max_iter``.
     """
+    input_dtype = input_dtype or xs.dtype
     factor = common.cholesky(common.weighted_sum(w, xs))
     eps = torch.finfo(xs.dtype).eps
     stored = None
@@ -180,8 +181,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh", input_dtype=None
         s = factor @ factor.transpose(-1, -2)
         # a relative residual near 1e3 eps is the rounding floor of C - R^2
         target = max(0.1 * tol / float(torch.linalg.matrix_norm(s).amax()), 1e3 * eps)
-        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target,
-                                       input_dtype or xs.dtype)
+        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target, input_dtype)
         q = sym(q)
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)
@@ -266,11 +266,12 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
         iteration (so the gradient is that of the value returned).
     """
     method = check_method(method)
+    input_dtype = input_dtype or xs.dtype
     with torch.no_grad():
         s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method,
                                               input_dtype)
     if not (torch.is_grad_enabled() and (xs.requires_grad or w.requires_grad)):
         return s
     if converged:
-        return _Barycenter.apply(xs, w, s, method, input_dtype or xs.dtype)
+        return _Barycenter.apply(xs, w, s, method, input_dtype)
     return unrolled_fixed_point(xs, w, int(max_iter), method)
