@@ -55,7 +55,7 @@ def test_agrees_with_geoopt_to_1e8(k):
         "projx": (ours.projx(x + 0.1), ref.projx(x + 0.1)),
         "proju": (ours.proju(x, y), ref.proju(x, y)),
         "egrad2rgrad": (ours.egrad2rgrad(x, y), ref.egrad2rgrad(x, y)),
-        "inner": (ours.inner(x, u, u0), ref.inner(x, u, u0)),
+        "inner": (ours.inner(x, u, ours.proju(x, u0)), ref.inner(x, u, ours.proju(x, u0))),
         # geoopt maps into the unit ball; ours into the ball of radius sqrt(k) (an isometry).
         "lorentz_to_poincare": (ours.lorentz_to_poincare(x) / k**0.5,
                                 geoopt.manifolds.lorentz.math.lorentz_to_poincare(x, kt)),
@@ -142,6 +142,55 @@ def test_small_distances_keep_their_digits():
         torch.testing.assert_close(m.dist(xs, y), torch.full((5,), step, dtype=dtype),
                                    rtol=rtol, atol=0)
         torch.testing.assert_close(m.logmap(xs, y), step * us, rtol=rtol, atol=step * rtol)
+
+
+def _reference_chord_and_norm(x, y, u, k):
+    """``<x - y, x - y>_L`` and ``<u, u>_L`` in 60-digit arithmetic from the spatial parts
+    (time coordinates from the hyperboloid and from tangency at ``x``)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+    xs, ys, us = ([mpmath.mpf(float(t)) for t in v[1:]] for v in (x, y, u))
+    x0 = mpmath.sqrt(k + sum(t * t for t in xs))
+    y0 = mpmath.sqrt(k + sum(t * t for t in ys))
+    u0 = sum(a * b for a, b in zip(xs, us)) / x0
+    chord = sum((a - b) ** 2 for a, b in zip(xs, ys)) - (x0 - y0) ** 2
+    return float(chord), float(sum(t * t for t in us) - u0 * u0)
+
+
+@pytest.mark.parametrize("dtype, radius", [(F64, 10.0), (F64, 20.0), (F32, 9.0)])
+def test_tangent_norms_and_short_distances_far_from_the_origin(dtype, radius):
+    # Tangent coordinates there are x_0 times the vector's length, so the Minkowski products
+    # of the whole vectors cancel all digits (float64 at 18 from the origin, float32 at 8).
+    m, k = Lorentz(2.0), 2.0
+    x = far_points(m, radius, dtype=dtype)
+    g = gen(8)
+    u = m.proju(x, torch.randn(x.shape, dtype=dtype, generator=g))
+    u = 0.1 * u / m.norm(x, u, keepdim=True).clamp_min(1e-30)
+    y = m.expmap(x, u)
+    rtol = 1e-6 if dtype == F32 else 1e-10
+    for i in range(x.shape[0]):
+        chord, norm2 = _reference_chord_and_norm(x[i], y[i], u[i], k)
+        assert abs(float(m.inner(x[i], u[i])) - norm2) <= rtol * norm2
+        assert abs(float(lm._chord2(x[i], y[i], torch.tensor(k, dtype=dtype))) - chord) \
+            <= 10 * rtol * chord
+    # the end point is rounded to the dtype: about eps of Riemannian displacement
+    torch.testing.assert_close(m.dist(x, y), torch.full_like(x[:, 0], 0.1), rtol=10 * rtol, atol=0)
+
+
+def test_riemannian_adam_steps_by_the_learning_rate_far_from_the_origin():
+    from riemtorch import ManifoldParameter
+    from riemtorch.optim import RiemannianAdam
+
+    m = Lorentz(1.0)
+    for dtype, radius in ((F64, 20.0), (F32, 9.0)):
+        x = far_points(m, radius, dtype=dtype)
+        p = ManifoldParameter(x.clone(), m)
+        opt = RiemannianAdam([p], lr=1e-2)
+        p.grad = torch.randn(x.shape, dtype=dtype, generator=gen(9))
+        opt.step()
+        # Adam's first step has length lr in the Riemannian norm of each point
+        torch.testing.assert_close(m.dist(x, p.detach()), torch.full_like(x[:, 0], 1e-2),
+                                   rtol=1e-3 if dtype == F32 else 1e-8, atol=0)
 
 
 def test_gradients_at_x_equal_y_are_finite():

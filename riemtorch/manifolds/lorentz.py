@@ -5,7 +5,6 @@ import torch
 
 from riemtorch.manifolds import lorentz_math as lm
 from riemtorch.manifolds import stereographic_math as sm
-from riemtorch.manifolds.base import broadcast_batch
 from riemtorch.manifolds.curvature import ConstantCurvature, curvature_tensor
 
 
@@ -85,11 +84,13 @@ class Lorentz(ConstantCurvature):
         return lm.egrad2rgrad(x, g, k=self._k(x))
 
     def inner(self, x, u, v=None, keepdim=False):
+        """``<u, v>_L`` of tangent vectors at ``x``, accurate far from the origin
+        (:func:`~riemtorch.manifolds.lorentz_math.tangent_inner`)."""
         v = u if v is None else v
-        return broadcast_batch(lm.minkowski_inner(u, v, keepdim=keepdim), x, self.ndim, keepdim)
+        return lm.tangent_inner(x, u, v, k=self._k(x), keepdim=keepdim)
 
     def norm(self, x, u, keepdim=False):
-        return broadcast_batch(lm.norm(u, keepdim=keepdim), x, self.ndim, keepdim)
+        return lm.norm(x, u, k=self._k(x), keepdim=keepdim)
 
     def dist(self, x, y, keepdim=False):
         return lm.dist(x, y, k=self._k(x), keepdim=keepdim)
