@@ -26,7 +26,12 @@ docstring refers here.
   Below that relative size an eigenvalue is rounding noise of the input itself, so clamping
   changes nothing that the input determines, and it keeps ``log`` and ``x**-0.5`` finite.
   With validation on, an eigenvalue more negative than ``-n * floor * max|eigenvalue|`` raises
-  ``ValueError`` ("not positive definite") instead of being clamped silently.
+  ``ValueError`` ("not positive definite") instead of being clamped silently. Matrices that a
+  computation forms from its inputs in a wider working dtype (the whitened samples
+  ``M^-1/2 X_i M^-1/2`` of the Karcher mean and the affine-invariant batch norm, the
+  ``S^1/2 X_i S^1/2`` of the Bures-Wasserstein barycenter) take the working dtype's floor:
+  their condition number reaches the product of those of their factors, and their small
+  eigenvalues are information, not rounding noise of the input.
 * **ReEig** clamps at an absolute threshold chosen by the layer (default ``1e-4``), independent
   of this floor.
 * **Near-equal eigenvalues in backward passes.** The Daleckii-Krein divided differences

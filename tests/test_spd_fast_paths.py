@@ -107,7 +107,7 @@ def test_karcher_final_step_rate_bounds_the_hessian_and_contracts():
     w = torch.rand(7, dtype=F64, generator=torch.Generator().manual_seed(3)) + 0.1
     w = (w / w.sum())[:, None, None]
     mean = karcher.arithmetic_harmonic_start(x, w)
-    _, lam, bases = karcher.whitened_spectrum(x, mean, F64)
+    _, lam, bases = karcher.whitened_spectrum(x, mean)
     loglam, grad, _ = karcher.karcher_gradient(lam, bases, w)
     hessian = karcher._Hessian(karcher._newton_kernel(lam, loglam, w), bases)
     basis = [sym(torch.zeros(3, 3, dtype=F64).index_put_((torch.tensor(i), torch.tensor(j)),

@@ -161,10 +161,11 @@ def test_iterative_means_are_differentiable(name):
                                           ("SPDBuresWasserstein", "bw_barycenter"),
                                           ("SPDGeneralizedBuresWasserstein", "bw_barycenter")])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_iterative_means_floor_and_solve_for_the_input_dtype(name, module, dtype, monkeypatch):
-    """float32 input is averaged in float64, but the eigenvalue floor and the accuracy of the
-    implicit backward are those of float32 (the policy of riemtorch.config), as in the
-    batch norms."""
+def test_iterative_means_floor_in_the_working_dtype_and_solve_for_the_input_dtype(
+        name, module, dtype, monkeypatch):
+    """float32 input is averaged in float64: the whitened samples formed there are floored at
+    float64's epsilon (their small eigenvalues are information), while the implicit backward
+    is solved to the accuracy the input dtype calls for (riemtorch.config)."""
     import importlib
 
     from riemtorch.manifolds.spd import common
@@ -187,8 +188,33 @@ def test_iterative_means_floor_and_solve_for_the_input_dtype(name, module, dtype
     mean = make(name).frechet_mean(x)
     assert mean.dtype == dtype
     mean.sum().backward()
-    assert ("floor_eigenvalues", dtype) in seen and ("implicit_rtol", dtype) in seen
-    assert all(kind == dtype for _, kind in seen)
+    assert {kind for what, kind in seen if what == "floor_eigenvalues"} == {F64}
+    assert {kind for what, kind in seen if what == "implicit_rtol"} == {dtype}
+
+
+@pytest.mark.parametrize("name", ["SPDAffineInvariant", "SPDBuresWasserstein",
+                                  "SPDGeneralizedBuresWasserstein"])
+@pytest.mark.parametrize("weights", [None, (0.05, 0.95)])
+def test_float32_means_of_ill_conditioned_samples_match_the_closed_form(name, weights):
+    # commuting samples at condition number 1e6 (exact in float32): whitened by their mean
+    # they reach condition number 1e9 to 1e12, far beyond float32's relative eps
+    if weights is None:
+        d = torch.tensor([[1e3, 1.0, 1e-3], [1e-3, 2.0, 1e3], [2e-3, 1.0, 5e2]], dtype=F64)
+        w = torch.full((3,), 1 / 3, dtype=F64)
+    else:
+        d = torch.tensor([[1e3, 1.0, 1e-3], [1e-3, 1.0, 1e3]], dtype=F64)
+        w = torch.tensor(weights, dtype=F64)
+    x = torch.diag_embed(d).float()
+    if name == "SPDAffineInvariant":
+        expected = (w[:, None] * d.log()).sum(0).exp()
+    else:
+        expected = (w[:, None] * d.sqrt()).sum(0).square()
+    # a diagonal metric matrix commutes with the samples and leaves the BW mean unchanged
+    manifold = (riemtorch.SPDGeneralizedBuresWasserstein(torch.diag(torch.tensor([2.0, 0.5, 3.0])))
+                if name == "SPDGeneralizedBuresWasserstein" else make(name))
+    mean = manifold.frechet_mean(x, weights=None if weights is None else w.float())
+    assert mean.dtype == torch.float32
+    torch.testing.assert_close(torch.diagonal(mean).double(), expected, rtol=1e-5, atol=0)
 
 
 def test_bures_wasserstein_transport_is_parallel_between_commuting_matrices():

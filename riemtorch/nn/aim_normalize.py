@@ -46,10 +46,10 @@ class _AIMNormalize(torch.autograd.Function):
         w = torch.full((count,) + (1,) * (xs.dim() - 1), 1.0 / count, dtype=xs.dtype,
                        device=xs.device)
         if batch_stats:
-            mean, frame, lam, bases = karcher.newton_iterations(xs, w, tol, max_iter, input_dtype)
+            mean, frame, lam, bases = karcher.newton_iterations(xs, w, tol, max_iter)
         else:
             mean, var = mean.clone(), var.clone()
-            frame, lam, bases = karcher.whitened_spectrum(xs, mean, input_dtype)
+            frame, lam, bases = karcher.whitened_spectrum(xs, mean)
         u, loglam = bases.u, lam.log()
         if batch_stats:
             var = loglam.square().sum(-1).mean(0)
@@ -108,7 +108,8 @@ def aim_normalize(xs, scale, mean=None, var=None, *, eps, tol, max_iter, normali
     normalize : bool
         Scale by ``t = s / sqrt(v + eps)``; otherwise ``t = 1`` (centring only).
     input_dtype : torch.dtype
-        Dtype of the user's input, for the eigenvalue floor of :mod:`riemtorch.config`.
+        Dtype of the user's input, for the accuracy of the implicit backward
+        (:func:`~riemtorch.manifolds.spd.common.implicit_rtol`).
 
     Returns
     -------

@@ -75,7 +75,7 @@ class SPDManifold(Manifold):
 
     def _mean(self, xs, w, tol, max_iter, input_dtype):
         """Weighted mean of working-dtype ``xs`` (``input_dtype`` is the user's, for the
-        eigenvalue floor and the solvers' accuracy)."""
+        accuracy of the solvers' implicit backward)."""
         raise NotImplementedError
 
     def _identity_form(self, a, b):

@@ -101,10 +101,12 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
     return rt, False
 
 
-def _weighted_root_sum(factor, xs, w, stored, method, target, input_dtype):
+def _weighted_root_sum(factor, xs, w, stored, method, target):
     """``sum_i w_i C_i^1/2`` for ``C_i = F^T X_i F`` and the state ``(bases, sig, rt)`` that the
     next iteration refines: the stored eigenbases (:class:`EigenBases`), their root eigenvalues
-    ``sig`` and the current roots in those bases, ``rt = U^T R U``."""
+    ``sig`` and the current roots in those bases, ``rt = U^T R U``. The eigenvalue floor is
+    the working dtype's: ``C_i`` is formed in it and its condition number reaches
+    ``cond(S) cond(X_i)``, beyond the user's dtype for float32 input."""
     factor_t = factor.transpose(-1, -2)
     if method == "newton_schulz":
         c = sym(common.congruence_shared(factor_t, xs))
@@ -120,7 +122,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target, input_dtype):
         # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
         lam, v = map_batch_chunks(eigh, ct)
         u = bases.u @ v
-    sig = floor_eigenvalues(lam, input_dtype).sqrt()
+    sig = floor_eigenvalues(lam, lam.dtype).sqrt()
     bases = EigenBases(u)
     return bases.combine_diagonal(w.squeeze(-1) * sig), (bases, sig, torch.diag_embed(sig))
 
@@ -159,7 +161,7 @@ class Anderson:
         return image - (d_img @ gamma).squeeze(-1).unflatten(-1, image.shape[-2:])
 
 
-def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh", input_dtype=None):
+def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     """The fixed-point iteration of the module docstring, without autograd, accelerated by
     :class:`Anderson` from the second update on (the first leaves the arithmetic mean with a
     large, nonlinear step); an iterate whose criterion did not decrease restarts the
@@ -171,7 +173,6 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh", input_dtype=None
     has Frobenius norm at most ``tol`` (the criterion of pyRiemann's ``mean_wasserstein``).
     Returns the barycenter and whether that criterion was met within ``max_iter``.
     """
-    input_dtype = input_dtype or xs.dtype
     factor = common.cholesky(common.weighted_sum(w, xs))
     eps = torch.finfo(xs.dtype).eps
     stored = None
@@ -181,7 +182,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh", input_dtype=None
         s = factor @ factor.transpose(-1, -2)
         # a relative residual near 1e3 eps is the rounding floor of C - R^2
         target = max(0.1 * tol / float(torch.linalg.matrix_norm(s).amax()), 1e3 * eps)
-        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target, input_dtype)
+        q, stored = _weighted_root_sum(factor, xs, w, stored, method, target)
         q = sym(q)
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)
@@ -255,8 +256,8 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     method : {"eigh", "newton_schulz"}
         How the square roots are computed.
     input_dtype : torch.dtype, optional
-        Dtype of the user's input, for the eigenvalue floor of :mod:`riemtorch.config` and the
-        accuracy of the implicit backward (default: that of ``xs``).
+        Dtype of the user's input, for the accuracy of the implicit backward (default: that
+        of ``xs``).
 
     Returns
     -------
@@ -268,8 +269,7 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     method = check_method(method)
     input_dtype = input_dtype or xs.dtype
     with torch.no_grad():
-        s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method,
-                                              input_dtype)
+        s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method)
     if not (torch.is_grad_enabled() and (xs.requires_grad or w.requires_grad)):
         return s
     if converged:

@@ -57,16 +57,19 @@ def symmetric_frame(mean) -> Frame:
     return Frame(root, inv_root, mu, v)
 
 
-def whitened_spectrum(xs, mean, input_dtype):
+def whitened_spectrum(xs, mean):
     """Frame of ``M`` and eigenvalues and eigenvectors of ``W_i = M^-1/2 X_i M^-1/2``.
 
     Returns ``(frame, lam, bases)`` with the eigenvectors as :class:`EigenBases`; ``eigh``
     reads one triangle, so ``W_i`` is not symmetrised, and the batch is split over threads
-    (no autograd).
+    (no autograd). The eigenvalue floor is that of the working dtype, whatever the user's
+    input: the condition number of ``W_i`` reaches ``cond(M) cond(X_i)``, and its small
+    eigenvalues, computed in the working dtype, carry the input's information (float32
+    input at condition number 1e6 has whitened eigenvalues down to ``1e-12`` of the largest).
     """
     frame = symmetric_frame(mean)
     lam, u = map_batch_chunks(eigh, common.congruence_shared(frame.inv_root, xs))
-    return frame, floor_eigenvalues(lam, input_dtype), EigenBases(u)
+    return frame, floor_eigenvalues(lam, lam.dtype), EigenBases(u)
 
 
 def _newton_kernel(lam, loglam, w):
@@ -190,7 +193,7 @@ def _solve_tolerance(crit, tol, last):
     return max(0.1 * tol, float(top * (0.01 * top).clamp_max(0.5)))
 
 
-def newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=False):
+def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     """Damped Newton iterations for the weighted Karcher mean (no autograd; see the module
     docstring), at most ``max_iter`` steps from :func:`arithmetic_harmonic_start`.
 
@@ -209,7 +212,7 @@ def newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=Fal
     for k in range(max_iter + 1):
         if k == max_iter and step_past_tolerance:
             break
-        frame, lam, bases = whitened_spectrum(xs, mean, input_dtype)
+        frame, lam, bases = whitened_spectrum(xs, mean)
         if k == max_iter:
             return mean, frame, lam, bases
         loglam, grad, crit = karcher_gradient(lam, bases, w)
@@ -242,7 +245,7 @@ def implicit_solve(root, lam, bases, w, grad_mean, input_dtype):
 class _KarcherMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, w, tol, max_iter, input_dtype):
-        mean = newton_iterations(xs, w, tol, max_iter, input_dtype, step_past_tolerance=True)[0]
+        mean = newton_iterations(xs, w, tol, max_iter, step_past_tolerance=True)[0]
         ctx.save_for_backward(xs, w, mean)
         ctx.input_dtype = input_dtype
         return mean
@@ -251,7 +254,7 @@ class _KarcherMean(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
-        frame, lam, bases = whitened_spectrum(xs, mean, ctx.input_dtype)
+        frame, lam, bases = whitened_spectrum(xs, mean)
         z, dlog = implicit_solve(frame.root, lam, bases, w, grad, ctx.input_dtype)
         rotated = bases.rotate(z)
         grad_x = grad_w = None
@@ -280,7 +283,8 @@ def karcher_mean(xs, w, tol, max_iter, input_dtype=None):
     max_iter : int
         Iteration cap.
     input_dtype : torch.dtype, optional
-        Dtype of the user's input, for the eigenvalue floor of :mod:`riemtorch.config`.
+        Dtype of the user's input, for the accuracy of the implicit backward
+        (:func:`~riemtorch.manifolds.spd.common.implicit_rtol`).
 
     Returns
     -------
