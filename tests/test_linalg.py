@@ -334,3 +334,11 @@ def test_gmres_solves_nonsymmetric_matrix_systems(batch, restart):
     assert not products
     gmres(op, rhs, atol=1e-300, max_iter=5)
     assert len(products) <= 6
+    if batch:
+        # entries with a zero right-hand side (or converged early) stay finite and at zero
+        # while the others iterate
+        partly = rhs.clone()
+        partly[1] = 0
+        x = gmres(op, partly, atol=1e-12, restart=restart)
+        assert torch.equal(x[1], torch.zeros_like(x[1]))
+        torch.testing.assert_close(x[[0, 2]], expected[[0, 2]], rtol=0, atol=1e-11)

@@ -15,14 +15,19 @@ from riemtorch.manifolds.spd.common import matrix_inner
 
 def _back_substitute(columns, g):
     """Solve the upper-triangular ``R y = g`` with ``R`` given by its columns (lists of batch
-    tensors, ``columns[j][i] = R_ij``)."""
+    tensors, ``columns[j][i] = R_ij``). A zero ``R_ii`` belongs to a batch entry whose
+    residual was already zero (its Krylov vectors are zero, and so is its ``g``): ``y_i = 0``
+    there instead of ``0 / 0``."""
     k = len(columns)
     y = [None] * k
     for i in reversed(range(k)):
         acc = g[i]
         for j in range(i + 1, k):
             acc = acc - columns[j][i] * y[j]
-        y[i] = acc / columns[i][i]
+        pivot = columns[i][i]
+        nonzero = pivot != 0
+        y[i] = torch.where(nonzero, acc / torch.where(nonzero, pivot, torch.ones_like(pivot)),
+                           torch.zeros_like(acc))
     return y
 
 
