@@ -28,6 +28,9 @@ def test_lorentz_linear_outputs_lie_exactly_on_the_hyperboloid(k, time_scale):
     ok, reason = m.check_point(y)
     assert ok, reason
     assert torch.autograd.gradcheck(lambda a: layer(a), (x[:3].clone().requires_grad_(),))
+    # a fresh layer maps the origin to h = 0 (no time column, no bias): the origin
+    origin = LorentzLinear(m, 5, 7, time_scale=time_scale, dtype=F64)(m.origin(2, n=5, dtype=F64))
+    torch.testing.assert_close(origin, m.origin(2, n=7, dtype=F64), rtol=1e-15, atol=1e-15)
 
 
 def test_lorentz_linear_float32_far_from_origin_is_finite():

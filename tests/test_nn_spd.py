@@ -36,8 +36,11 @@ def test_covariance_matches_numpy_and_sklearn_oas():
 
 def test_vech_preserves_inner_products_and_inverts():
     a, b = L.sym(torch.randn(2, 5, 5, dtype=F64)), L.sym(torch.randn(2, 5, 5, dtype=F64))
-    torch.testing.assert_close((F.vech(a) * F.vech(b)).sum(-1), (a * b).sum((-2, -1)))
-    torch.testing.assert_close(F.unvech(F.vech(a)), a)
+    # to the last bit in float64 (default tolerances would pass a float32 sqrt(2))
+    torch.testing.assert_close((F.vech(a) * F.vech(b)).sum(-1), (a * b).sum((-2, -1)),
+                               rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(F.unvech(F.vech(a)), a, rtol=1e-15, atol=1e-15)
+    assert F.vech(torch.ones(2, 2, dtype=F64))[1].item() == 2.0 ** 0.5
     assert F.vech(a).shape == (2, 15)
     with pytest.raises(ValueError, match="triangular"):
         F.unvech(torch.zeros(7))

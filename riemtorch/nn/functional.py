@@ -130,7 +130,9 @@ def vech(x: torch.Tensor) -> torch.Tensor:
     check_square(x, "input")
     n = x.shape[-1]
     rows, cols = torch.triu_indices(n, n, device=x.device)
-    scale = torch.where(rows == cols, 1.0, math.sqrt(2.0)).to(x.dtype)
+    # the constant in the input's dtype (a float32 sqrt(2) would be off by 2e-8 in float64)
+    scale = torch.where(rows == cols, torch.ones((), dtype=x.dtype, device=x.device),
+                        torch.full((), math.sqrt(2.0), dtype=x.dtype, device=x.device))
     return x[..., rows, cols] * scale
 
 
@@ -141,7 +143,8 @@ def unvech(v: torch.Tensor) -> torch.Tensor:
     if n * (n + 1) // 2 != m:
         raise ValueError(f"last dimension {m} is not a triangular number n(n+1)/2")
     rows, cols = torch.triu_indices(n, n, device=v.device)
-    scale = torch.where(rows == cols, 1.0, 1 / math.sqrt(2.0)).to(v.dtype)
+    scale = torch.where(rows == cols, torch.ones((), dtype=v.dtype, device=v.device),
+                        torch.full((), 1 / math.sqrt(2.0), dtype=v.dtype, device=v.device))
     out = torch.zeros(*v.shape[:-1], n, n, dtype=v.dtype, device=v.device)
     out[..., rows, cols] = v * scale
     out[..., cols, rows] = v * scale

@@ -100,9 +100,9 @@ class LorentzLinear(nn.Module):
             t = (self.log_scale.exp() * torch.sigmoid(self.time_linear(x))
                  + k.sqrt() * (1 + 1e-3))
             h = h * ((t.square() - k).clamp_min(0).sqrt() / safe_norm(h, keepdim=True))
-        else:
-            t = (h.square().sum(-1, keepdim=True) + k).sqrt()
-        return torch.cat([t, h], dim=-1)
+        # the time coordinate from the spatial part, also where h = 0 (no direction to carry
+        # the learned distance: the origin) and without the rounding of t^2 - k
+        return torch.cat([(h.square().sum(-1, keepdim=True) + k).sqrt(), h], dim=-1)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, time_scale={self.time_scale}"
