@@ -186,3 +186,14 @@ def test_sgd_with_momentum_on_euclidean_stiefel_matches_geoopt():
     _assert_paths_close(*_sgd_momentum_paths(ours, theirs, targets,
                                              dict(lr=0.01, momentum=0.9, nesterov=True)))
 
+
+
+@pytest.mark.parametrize("optimizer", [RiemannianSGD, RiemannianAdam])
+def test_steps_on_geoopt_manifolds_leave_the_gradient_alone(optimizer):
+    # geoopt's Lorentz converts a gradient to the Riemannian one in place
+    lorentz = geoopt.Lorentz(torch.tensor(1.0, dtype=torch.float64))
+    p = geoopt.ManifoldParameter(lorentz.random_normal(2, 3), manifold=lorentz)
+    grad = torch.arange(1.0, 7.0, dtype=torch.float64).reshape(2, 3)
+    p.grad = grad.clone()
+    optimizer([p], lr=0.01).step()
+    assert torch.equal(p.grad, grad)

@@ -7,8 +7,8 @@ import torch
 from torch.optim.adam import adam as _torch_adam
 
 from riemtorch.manifolds.base import Manifold
-from riemtorch.optim.common import (RiemannianOptimizer, gather, retract_transport, scatter_,
-                                    split)
+from riemtorch.optim.common import (RiemannianOptimizer, gather, retract_transport,
+                                    riemannian_gradient, scatter_, split)
 
 __all__ = ["RiemannianAdam", "riemannian_adam_update"]
 
@@ -65,7 +65,7 @@ def riemannian_adam_update(manifold, x: torch.Tensor, grad: torch.Tensor,
         grad = -grad
     if weight_decay != 0:
         grad = grad.add(x, alpha=weight_decay)
-    rgrad = manifold.egrad2rgrad(x, grad)
+    rgrad = riemannian_gradient(manifold, x, grad)
     sq = squared_norm_per_point(manifold, x, rgrad)
     if exp_avg is None:
         exp_avg = rgrad.mul(1 - beta1)

@@ -21,7 +21,8 @@ from torch import nn
 
 from riemtorch.manifolds.base import Manifold
 
-__all__ = ["RETRACTIONS", "RiemannianOptimizer", "manifold_of", "retract", "retract_transport"]
+__all__ = ["RETRACTIONS", "RiemannianOptimizer", "manifold_of", "retract", "retract_transport",
+           "riemannian_gradient"]
 
 RETRACTIONS = ("retr", "expmap")
 _MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
@@ -31,6 +32,14 @@ _SIMPLE = (bool, int, float, str, type(None))
 def manifold_of(param: torch.Tensor):
     """The manifold of ``param`` (its ``manifold`` attribute), or ``None`` for a plain tensor."""
     return getattr(param, "manifold", None)
+
+
+def riemannian_gradient(manifold, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``manifold.egrad2rgrad(x, grad)`` without touching ``grad``: geoopt manifolds (Lorentz,
+    for one) convert the gradient in place, so they get a copy."""
+    if not isinstance(manifold, Manifold):
+        grad = grad.clone()
+    return manifold.egrad2rgrad(x, grad)
 
 
 def retract(manifold, retraction: str, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch.optim.sgd import sgd as _torch_sgd
 
 from riemtorch.optim.common import (RiemannianOptimizer, gather, retract, retract_transport,
-                                    scatter_, split)
+                                    riemannian_gradient, scatter_, split)
 
 __all__ = ["RiemannianSGD", "riemannian_sgd_update"]
 
@@ -43,7 +43,7 @@ def riemannian_sgd_update(manifold, x: torch.Tensor, grad: torch.Tensor,
         grad = -grad
     if weight_decay != 0:
         grad = grad.add(x, alpha=weight_decay)
-    rgrad = manifold.egrad2rgrad(x, grad)
+    rgrad = riemannian_gradient(manifold, x, grad)
     if momentum == 0:
         return retract(manifold, retraction, x, rgrad.mul(-lr)), None
     if momentum_buffer is None:
