@@ -196,3 +196,15 @@ def test_frechet_mean_is_a_critical_point_of_the_variance(case, dtype, gen):
     close(var, (w / w.sum() * m.dist(mean, x) ** 2).sum(), dtype, scale=10)
     same = m.frechet_mean(center.expand(3, *center.shape[1:]))
     close(same, center[0], dtype, scale=10)
+
+
+def test_frechet_statistics_reject_empty_samples_and_all_zero_weights(case, dtype, gen):
+    m = build(case)
+    x = points(case, m, dtype, gen, batch=(3,))
+    with pytest.raises(ValueError, match="zero points"):
+        m.frechet_mean(x[:0])
+    zero = torch.zeros(3, dtype=dtype, device=x.device)
+    with pytest.raises(ValueError, match="all be zero"):
+        m.frechet_mean(x, weights=zero)
+    with pytest.raises(ValueError, match="all be zero"):
+        m.frechet_variance(x, x[0], weights=zero)

@@ -206,6 +206,9 @@ class Manifold(nn.Module):
         dim = self._reduce_dim(x, dim)
         x = x.movedim(dim, 0)
         batch = x.shape[: x.dim() - self.ndim]
+        if batch[0] == 0:
+            raise ValueError("cannot average zero points: batch dimension "
+                             f"{dim} of x {tuple(x.movedim(0, dim).shape)} is empty")
         if weights is None:
             w = torch.full(batch[:1], 1.0 / batch[0], dtype=x.dtype, device=x.device)
             w = w.reshape(w.shape + (1,) * (len(batch) - 1))
@@ -219,8 +222,11 @@ class Manifold(nn.Module):
                 w = w.reshape(w.shape + (1,) * (len(batch) - 1))
             else:
                 w = w.movedim(dim, 0)
-            if config.validating() and bool((w < 0).any()):
-                raise ValueError("weights must be non-negative")
+            if config.validating():
+                if bool((w < 0).any()):
+                    raise ValueError("weights must be non-negative")
+                if not bool((w.sum(dim=0) > 0).all()):
+                    raise ValueError("weights must not all be zero (along the averaged dimension)")
             w = w / w.sum(dim=0, keepdim=True)
         return x, w.expand(batch), dim
 
