@@ -93,3 +93,14 @@ def test_left_translation_is_an_isometry(case, dtype, gen):
     m = build(case)
     a, b, c = three_points(case, m, dtype, gen)
     close(m.dist(m.gyroadd(a, b), m.gyroadd(a, c)), m.dist(b, c), dtype)
+
+
+def test_gyro_operations_return_new_tensors(case, dtype, gen):
+    # even where an operation is the identity (the gyrations of commutative gyrogroups), its
+    # result must not share memory with the user's input
+    m = build(case)
+    a, b, c = three_points(case, m, dtype, gen)
+    for out, inputs in ((m.gyration(a, b, c), (a, b, c)), (m.gyroadd(a, b), (a, b)),
+                        (m.gyroinv(a), (a,)), (m.gyroscalarmul(1.0, a), (a,))):
+        assert all(out.untyped_storage().data_ptr() != t.untyped_storage().data_ptr()
+                   for t in inputs)

@@ -384,5 +384,6 @@ class GyroSPDManifold(SPDManifold):
         """Gyration ``gyr[x, y] z``."""
         dtype, (x, y, z) = self._points(x, y, z)
         if self.power == 0:
-            return z.expand(torch.broadcast_shapes(x.shape, y.shape, z.shape)).to(dtype)
+            # the identity, as a new tensor (never a view of the user's z)
+            return z.expand(torch.broadcast_shapes(x.shape, y.shape, z.shape)).to(dtype, copy=True)
         return self._conjugate(self._gyration, x, y, z).to(dtype)

@@ -182,4 +182,5 @@ class SPDLogCholesky(GyroSPDManifold):
         return lcm_gyroscalarmul(t, x)
 
     def _gyration(self, x, y, z):
-        return z.expand(torch.broadcast_shapes(x.shape, y.shape, z.shape))
+        # commutative: the identity, as a new tensor (never a view of the user's z)
+        return z.expand(torch.broadcast_shapes(x.shape, y.shape, z.shape)).clone()
