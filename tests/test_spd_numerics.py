@@ -263,6 +263,14 @@ def test_bad_input_raises_clear_errors():
         riemtorch.SPDBuresWasserstein(power=-1.0)
     with pytest.raises(ValueError, match="cond"):
         m.random(n=3, cond=0.5)
+    with pytest.raises(ValueError, match="finite"):
+        m.random(n=3, cond=float("inf"))
+    with pytest.raises(ValueError, match="1 x 1"):
+        m.random(n=1, cond=10.0)
+    # float32 cannot hold cond 1e8 (it returned matrices with negative eigenvalues)
+    with pytest.raises(ValueError, match="float32"):
+        m.random(4, n=5, cond=1e8, dtype=torch.float32)
+    assert m.check_point(m.random(4, n=5, cond=1e6, dtype=torch.float32))[0]
     ok, reason = m.check_point(-x)
     assert not ok and "positive definite" in reason
 

@@ -143,7 +143,10 @@ def random_spd(*size, n: int = 3, cond=None, dtype=None, device=None, generator=
     cond : float, optional
         Condition number ``max(lam) / min(lam)``: the eigenvalues are log-uniform in
         ``[cond^-1/2, cond^1/2]`` with both ends attained. Without it, ``log(lam)`` is normal
-        with standard deviation ``1/2``.
+        with standard deviation ``1/2``. Rounding the matrix to ``dtype`` moves its
+        eigenvalues by about ``sqrt(n) eps / 2`` times the largest, so ``cond`` must stay below
+        ``2 / (sqrt(n) eps)`` (float32: about ``1e7 / sqrt(n)``); ``n = 1`` takes only
+        ``cond = 1``.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -157,8 +160,15 @@ def random_spd(*size, n: int = 3, cond=None, dtype=None, device=None, generator=
         loglam = 0.5 * torch.randn(*batch, n, dtype=work, device=device, generator=generator)
     else:
         cond = float(cond)
-        if not cond >= 1:
-            raise ValueError(f"cond must be a number >= 1, got {cond!r}")
+        if not 1 <= cond < float("inf"):
+            raise ValueError(f"cond must be a finite number >= 1, got {cond!r}")
+        if n == 1 and cond != 1:
+            raise ValueError(f"a 1 x 1 matrix has condition number 1, got cond={cond!r}")
+        limit = 2 / (n ** 0.5 * torch.finfo(dtype).eps)
+        if cond >= limit:
+            raise ValueError(f"cond={cond:g} is beyond what {dtype} represents for n={n}: "
+                             f"rounding moves the eigenvalues by about the smallest one; use "
+                             f"cond < {limit:.3g} or float64")
         half = 0.5 * torch.log(torch.tensor(cond, dtype=work)).item()
         unit = torch.rand(*batch, n, dtype=work, device=device, generator=generator)
         loglam = half * (2 * unit - 1)
