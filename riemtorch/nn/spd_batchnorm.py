@@ -62,6 +62,15 @@ class SPDBatchNorm(RiemannianBatchNorm):
     * GBWBN (Wang et al., 2025): ``metric="gbw", learn_metric=True`` with ``power``; unlike
       the published code, the variance is measured around the batch mean.
 
+    Under BW and GBW the exponential map inverts the logarithm only inside a domain: at the
+    identity, ``Exp_I(V) = (I + V/2)^2`` gives back the sample whose ``Log_I`` is ``V`` only
+    while ``I + V/2`` is positive definite. Scaling by ``t = s / sqrt(v + eps) > 1`` can carry a
+    centred sample's ``V`` out of that domain (a sample much smaller than the mean, in some
+    direction, with a batch variance below ``s^2``); the output is still SPD, but the batch's
+    mean is then not exactly ``B`` nor its variance ``s^2`` (16 samples of 4 x 4 at unit
+    scale: off by up to 5e-2). AIM, LEM and LCM are geodesically complete and have no such
+    limit.
+
     Parameters
     ----------
     n : int

@@ -11,6 +11,14 @@ turns them into the public verbs, casts dtypes and applies the power deformation
   ``log X`` is the inner product ``g_I`` of the undeformed metric at the identity (for the
   affine-invariant metric ``tr(UV)``, i.e. exactly :class:`SPDLogEuclidean`; for
   Bures-Wasserstein ``tr(UV)/4``).
+
+With ``power != 1`` the verbs that take tangent vectors at a base point ``X`` (``inner``,
+``norm``, ``expmap``, ``logmap``, ``transp``, ``egrad2rgrad``) carry them through the
+differential of ``phi`` at ``X`` (:class:`riemtorch.manifolds.spd.common.Frame`), whose
+``eigh`` is differentiated by plain autograd: their gradients *with respect to X* are undefined
+(NaN) where ``X`` has repeated eigenvalues, the identity among them. Values, and gradients with
+respect to the other arguments, are not affected; distances and means go through matrix
+functions whose backward is finite at repeated eigenvalues.
 """
 
 from typing import Optional
