@@ -40,3 +40,10 @@ def test_orthonormalize_spans_the_input_columns_and_projector_is_idempotent():
     torch.testing.assert_close(p @ x, x)  # the columns of x lie in span(q)
     torch.testing.assert_close(p @ p, p)
     assert torch.autograd.gradcheck(lambda a: Projector()(Orthonormalize()(a)), (x,))
+
+
+def test_subspace_classifier_rejects_bad_sizes_and_scales():
+    with pytest.raises(ValueError, match="features of size 4"):
+        SubspaceClassifier(4, 3)(torch.ones(2, 5))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        SubspaceClassifier(4, 3, scale=0.0)

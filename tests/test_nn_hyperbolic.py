@@ -99,3 +99,8 @@ def test_exp_and_log_adapters_invert_each_other(manifold):
         torch.testing.assert_close(manifold.dist0(x), manifold.norm(manifold.origin(4, n=4, dtype=F64),
                                    torch.cat([torch.zeros(4, 1, dtype=F64), u], -1)))
     assert math.isfinite(float(LogMap0(manifold)(x).sum()))
+
+
+def test_poincare_mlr_rejects_points_of_the_wrong_dimension():
+    with pytest.raises(ValueError, match="dimension 3"):
+        PoincareMLR(PoincareBall(1.0), 3, 2, dtype=F64)(torch.zeros(2, 4, dtype=F64))

@@ -94,3 +94,14 @@ def test_bimap_is_congruence_by_an_orthonormal_weight(n_in, n_out):
                                     (x[:2].clone().requires_grad_(), w.clone().requires_grad_()))
     with pytest.raises(ValueError, match="expected"):
         layer(spd(n=n_in + 1))
+
+
+@pytest.mark.parametrize("layer", [riemtorch.nn.ReEig(), riemtorch.nn.LogEig(),
+                                   riemtorch.nn.ExpEig(), riemtorch.nn.PowEig(0.5)])
+def test_eig_layers_reject_non_square_and_non_float_input(layer):
+    with pytest.raises(ValueError, match=r"\(\.\.\., n, n\)"):
+        layer(torch.ones(3, dtype=F64))
+    with pytest.raises(ValueError, match=r"\(\.\.\., n, n\)"):
+        layer(torch.ones(2, 3, 4, dtype=F64))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        layer(torch.eye(3, dtype=torch.int64))

@@ -48,24 +48,32 @@ def pad_identity(x: torch.Tensor, n: int) -> torch.Tensor:
     return out
 
 
+def _spectral_layer(x: torch.Tensor, fn: spectral.SpectralFunction) -> torch.Tensor:
+    """``fn`` of symmetric ``(..., n, n)`` float matrices, after the checks that cost nothing
+    (type, dtype, shape; no values are read in a training loop)."""
+    check_float_tensor(x)
+    check_square(x)
+    return linalg.apply_spectral(x, (fn,))[0]
+
+
 def reeig(x: torch.Tensor, threshold: float = 1e-4) -> torch.Tensor:
     """Rectify eigenvalues: ``U max(Λ, threshold) U^T`` (the ReEig layer of SPDNet)."""
-    return linalg.apply_spectral(x, (spectral.ClampBelow(threshold),))[0]
+    return _spectral_layer(x, spectral.ClampBelow(threshold))
 
 
 def logeig(x: torch.Tensor) -> torch.Tensor:
     """Matrix logarithm of SPD matrices (the LogEig layer)."""
-    return linalg.apply_spectral(x, (spectral.LOG,))[0]
+    return _spectral_layer(x, spectral.LOG)
 
 
 def expeig(x: torch.Tensor) -> torch.Tensor:
     """Matrix exponential of symmetric matrices (the ExpEig layer)."""
-    return linalg.apply_spectral(x, (spectral.EXP,))[0]
+    return _spectral_layer(x, spectral.EXP)
 
 
 def poweig(x: torch.Tensor, p: float) -> torch.Tensor:
     """Matrix power ``X^p`` of SPD matrices (the PowEig layer)."""
-    return linalg.apply_spectral(x, (spectral.Power(p),))[0]
+    return _spectral_layer(x, spectral.Power(p))
 
 
 def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = False,

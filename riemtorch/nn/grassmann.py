@@ -33,6 +33,8 @@ class SubspaceClassifier(nn.Module):
 
         if not 1 <= subspace_dim <= in_features:
             raise ValueError(f"subspace_dim must be in [1, {in_features}], got {subspace_dim}")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive (it is learned as its logarithm), got {scale}")
         self.grassmann = Grassmann()
         self.subspaces = ManifoldParameter(
             torch.empty(num_classes, in_features, subspace_dim, dtype=dtype, device=device),
@@ -50,6 +52,9 @@ class SubspaceClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(..., num_classes)`` of features ``(..., in_features)``."""
+        if x.shape[-1] != self.subspaces.shape[1]:
+            raise ValueError(f"expected features of size {self.subspaces.shape[1]}, "
+                             f"got input of shape {tuple(x.shape)}")
         unit = x / safe_norm(x, keepdim=True)
         coords = torch.einsum("...n,knp->...kp", unit, self.subspaces)
         return self.log_scale.exp() * safe_norm(coords)

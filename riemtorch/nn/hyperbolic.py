@@ -142,6 +142,9 @@ class PoincareMLR(nn.Module):
 
     def forward(self, x):
         """Logits ``(..., num_classes)`` of points ``(..., in_features)``."""
+        if x.shape[-1] != self.points.shape[-1]:
+            raise ValueError(f"expected points of dimension {self.points.shape[-1]}, "
+                             f"got input of shape {tuple(x.shape)}")
         m = self.manifold
         c = -m.k.to(dtype=x.dtype, device=x.device)
         sqrt_c = c.sqrt()
