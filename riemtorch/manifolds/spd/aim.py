@@ -11,7 +11,8 @@ import torch
 
 from riemtorch.linalg.batched import eigvalsh, map_batch_chunks
 from riemtorch.linalg import spectral
-from riemtorch.linalg.symmetric import apply_spectral, sym
+from riemtorch.linalg.safe import safe_sqrt
+from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.base import GyroSPDManifold
 
@@ -120,9 +121,12 @@ class SPDAffineInvariant(GyroSPDManifold):
 
     Exact exponential, logarithm, parallel transport ``E V E^T`` (``E = (Q P^-1)^1/2``) and
     geodesics, all through a Cholesky factor of the base point. The distance is
-    ``||log eig(P^-1 Q)||`` from one Cholesky and one generalized eigenvalue problem, square
-    rooted with :func:`~riemtorch.linalg.safe.safe_sqrt` so that its gradient is finite (zero)
-    at ``P = Q``; every matrix function has the finite-at-ties backward of
+    ``||log eig(P^-1 Q)||`` from one Cholesky and one generalized eigenvalue problem. At
+    ``P = Q`` the whitening leaves eigenvalues ``1 +- n eps``, so a squared distance below
+    ``(4 n^1.5 eps)^2`` (working dtype; ``1e-13`` for ``n = 64`` in float64) is rounding
+    and the distance is returned as 0 with a zero gradient, where the square root of the
+    rounding would have a gradient of unit size in a noise direction; every matrix function
+    has the finite-at-ties backward of
     :mod:`riemtorch.linalg`, so gradients at the identity are finite too. The Fréchet mean is
     found by the Newton iterations of :func:`aim_karcher_mean`. Gyro structure (Nguyen & Yang):
     ``P (+) Q = P^1/2 Q P^1/2``, ``t (*) P = P^t``, ``(-) P = P^-1``.
@@ -169,6 +173,12 @@ class SPDAffineInvariant(GyroSPDManifold):
 
     def _dist2(self, x, y):
         return aim_dist2(x, y)
+
+    def dist(self, x, y, keepdim: bool = False):
+        d2 = self.dist2(x, y, keepdim=keepdim)
+        n = x.shape[-1]
+        rounding = (4 * n ** 1.5 * torch.finfo(working_dtype(d2.dtype)).eps) ** 2
+        return torch.where(d2 > rounding, safe_sqrt(d2), torch.zeros_like(d2))
 
     def _transp(self, x, y, v):
         return aim_transp(x, y, v)
