@@ -25,7 +25,14 @@ class Stereographic(ConstantCurvature):
     For ``k < 0``, results of ``projx``, ``expmap``, ``expmap0``, ``gyroadd`` and
     ``gyroscalarmul`` are kept strictly inside the ball: ``sqrt(-k)|x| <= 1 - margin`` with
     ``margin = 1e-5`` (float32) or ``1e-10`` (float64), i.e. up to a distance of about
-    ``12.2/sqrt(-k)`` (float32) and ``23.7/sqrt(-k)`` (float64) from the origin.
+    ``12.2/sqrt(-k)`` (float32) and ``23.7/sqrt(-k)`` (float64) from the origin. ``expmap``
+    and ``logmap`` go through the Möbius sum with a point at the step's length from the
+    origin, so a step longer than that limit loses accuracy even between points inside it
+    (float32, two points 7.6 from the origin in orthogonal directions: ``expmap(x, logmap(x,
+    y))`` misses ``y`` by 3.5); take long steps in float64.
+    For ``k > 0`` the logarithm between nearly antipodal points is ill-conditioned (the
+    geodesic direction is undetermined at the antipode): in float32 it degrades within about
+    ``1e-2`` of the antipode.
 
     Parameters
     ----------
