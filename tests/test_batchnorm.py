@@ -7,8 +7,10 @@ import io
 import pytest
 import torch
 
+import riemtorch
 from bn_cases import BN_CASES
 from manifold_cases import DEVICE
+from riemtorch.nn import SPDBatchNorm
 
 F64 = torch.float64
 
@@ -88,3 +90,65 @@ def test_input_shape_is_checked(case):
         bn(x[..., :1])
     with pytest.raises(ValueError, match="more than one sample"):
         bn(x[:1])
+
+
+# ---- float32 SPD input: the whole normalisation runs in the working dtype -------------------
+
+F32_METRICS = ("aim", "lem", "lcm")
+
+
+def ill_conditioned_spd(seed, batch=8, n=6):
+    """Float32 SPD matrices of condition number 1e6, on the test device."""
+    gen = torch.Generator().manual_seed(seed)
+    spd = riemtorch.SPDAffineInvariant()
+    return spd.random(batch, n=n, cond=1e6, dtype=torch.float32, generator=gen).to(DEVICE)
+
+
+def spd_pair(metric, gyro, n=6):
+    """The same SPD batch norm in float32 and in float64."""
+    def build(dtype):
+        return SPDBatchNorm(n, metric=metric, gyro=gyro, dtype=dtype).to(DEVICE)
+    return build(torch.float32), build(F64)
+
+
+def max_relative_error(a, reference):
+    """Largest Frobenius error of ``a`` relative to ``reference`` over the leading dimensions."""
+    a, reference = a.detach(), reference.detach()
+    err = (a.to(F64) - reference).flatten(1).norm(dim=-1)
+    return float((err / reference.flatten(1).norm(dim=-1)).max())
+
+
+def test_float32_gyro_lcm_centres_ill_conditioned_samples_without_error():
+    # One centred sample reaches condition number 2e13: rounded to float32 between the gyro
+    # operations its smallest eigenvalue turned negative ("point is not positive definite").
+    x = ill_conditioned_spd(0)
+    single, double = spd_pair("lcm", gyro=True)
+    y = single(x)
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()
+    assert max_relative_error(y, double(x.to(F64))) <= 1e-6
+
+
+@pytest.mark.parametrize("gyro", [True, False], ids=["gyro", "transport"])
+@pytest.mark.parametrize("metric", F32_METRICS)
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_float32_spd_batchnorm_matches_float64_to_float32_rounding(metric, gyro, seed):
+    x = ill_conditioned_spd(seed)
+    single, double = spd_pair(metric, gyro)
+    x32, x64 = x.clone().requires_grad_(), x.to(F64).requires_grad_()
+    y32, y64 = single(x32), double(x64)
+    assert y32.dtype == torch.float32
+    assert max_relative_error(y32, y64) <= 1e-6
+    torch.testing.assert_close(single.running_var.to(F64), double.running_var, rtol=1e-6, atol=0)
+    assert max_relative_error(single.running_mean[None], double.running_mean[None]) <= 1e-6
+    assert single.running_mean.dtype == single.running_var.dtype == torch.float32
+
+    upstream = torch.randn(x.shape, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    (y32 * upstream.to(DEVICE, torch.float32)).sum().backward()
+    (y64 * upstream.to(DEVICE)).sum().backward()
+    for a, b in [(x32.grad, x64.grad), (single.bias.grad, double.bias.grad),
+                 (single.scale.grad, double.scale.grad)]:
+        assert a.dtype == torch.float32
+        assert max_relative_error(a.reshape(1, -1), b.reshape(1, -1)) <= 5e-4
+
+    single.eval(), double.eval()
+    assert max_relative_error(single(x), double(x.to(F64))) <= 1e-6

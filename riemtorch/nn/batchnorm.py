@@ -10,6 +10,12 @@ learnable bias ``B``:
 
 Running statistics: ``mu_run <- geodesic(mu_run, mu, momentum)``,
 ``v_run <- (1 - momentum) v_run + momentum v``; registered buffers, used in eval mode.
+
+On SPD manifolds the whole normalisation (statistics, centring, scaling, moving to the bias)
+runs in the working dtype of the numerical policy (:mod:`riemtorch.config`; float64 for float32
+input) and is rounded once at the end. The manifolds compute each operation in that dtype
+anyway; rounding between the operations would lose the small eigenvalues of the centred samples
+(their condition number reaches the product of those of the samples and the mean).
 """
 
 from typing import Optional, Sequence
@@ -17,7 +23,9 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from riemtorch.manifolds.base import Manifold
+from riemtorch.linalg.symmetric import working_dtype
+from riemtorch.manifolds.base import Manifold, default_mean_tolerance
+from riemtorch.manifolds.spd.base import SPDManifold
 from riemtorch.nn.sync import gather_batch
 from riemtorch.parameter import ManifoldParameter
 
@@ -93,16 +101,31 @@ class RiemannianBatchNorm(nn.Module):
 
     def batch_statistics(self, x: torch.Tensor):
         """Fréchet mean (without the batch dimension) and variance of a batch ``x``."""
-        mean = self._batch_mean(x)
-        return mean, self._variance(self._centre(x, mean))
+        dtype, (xs,) = self._promote(x)
+        mean = self._batch_mean(xs, dtype)
+        return mean.to(dtype), self._variance(self._centre(xs, mean)).to(dtype)
 
     def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` with given statistics (the common step of train and eval)."""
-        return self._finish(self._centre(x, mean), var)
+        dtype, (xs, mean, var) = self._promote(x, mean, var)
+        return self._finish(self._centre(xs, mean), var).to(dtype)
 
-    def _batch_mean(self, x: torch.Tensor) -> torch.Tensor:
+    def _promote(self, *tensors: torch.Tensor):
+        """The dtype of the result (that of ``tensors`` and the parameters) and ``tensors`` in
+        the dtype the layer computes in: the working dtype on SPD manifolds (see the module
+        docstring), unchanged elsewhere."""
+        dtype = self.scale.dtype
+        for t in tensors:
+            dtype = torch.promote_types(dtype, t.dtype)
+        if not isinstance(self.manifold, SPDManifold):
+            return dtype, list(tensors)
+        work = working_dtype(dtype)
+        return dtype, [t.to(work) for t in tensors]
+
+    def _batch_mean(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Batch mean of ``x`` (possibly promoted), to the tolerance of the user's ``dtype``."""
         kwargs = {} if self.mean_iters is None else {"max_iter": self.mean_iters}
-        return self.manifold.frechet_mean(x, dim=0, **kwargs)
+        return self.manifold.frechet_mean(x, dim=0, tol=default_mean_tolerance(dtype), **kwargs)
 
     def _centre(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Samples moved to the origin: points ``⊖mu ⊕ x`` (gyro) or tangent vectors at the
@@ -125,15 +148,16 @@ class RiemannianBatchNorm(nn.Module):
     def _finish(self, centred: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Scale the dispersion and move to the bias."""
         m = self.manifold
-        factor = self.scale / (var + self.eps).sqrt() if self.normalize_variance else None
+        scale, bias = self.scale.to(centred.dtype), self.bias.to(centred.dtype)
+        factor = scale / (var + self.eps).sqrt() if self.normalize_variance else None
         if self.gyro:
             if factor is not None:
                 batch = centred.shape[: centred.dim() - m.ndim]
                 centred = m.gyroscalarmul(factor.expand(batch), centred)
-            return m.gyroadd(self.bias, centred)
+            return m.gyroadd(bias, centred)
         if factor is not None:
             centred = m.scale_tangent(factor, centred)
-        return m.uncenter(centred, self.bias)
+        return m.uncenter(centred, bias)
 
     # Kept out of compiled graphs: AOT autograd (torch 2.13) drops the batch-variance term of
     # this in-place buffer update, leaving running_var at (1 - momentum) * running_var.
@@ -157,16 +181,17 @@ class RiemannianBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._uses_batch_statistics(x):
             return self.normalize(x, self.running_mean, self.running_var)
+        dtype, (xs,) = self._promote(x)
         sync = self.sync and self.training
-        batch = gather_batch(x, self.process_group) if sync else x
-        mean = self._batch_mean(batch)
+        batch = gather_batch(xs, self.process_group) if sync else xs
+        mean = self._batch_mean(batch, dtype)
         centred = self._centre(batch, mean)
         var = self._variance(centred)
         if sync:  # the statistics are global; normalise this rank's samples only
-            centred = self._centre(x, mean)
+            centred = self._centre(xs, mean)
         if self.training and self.track_running_stats:
             self._update_running(mean.detach(), var.detach())
-        return self._finish(centred, var)
+        return self._finish(centred, var).to(dtype)
 
 
 class GyroBatchNorm(RiemannianBatchNorm):
