@@ -152,3 +152,18 @@ def test_float32_spd_batchnorm_matches_float64_to_float32_rounding(metric, gyro,
 
     single.eval(), double.eval()
     assert max_relative_error(single(x), double(x.to(F64))) <= 1e-6
+
+
+def test_batch_norm_on_a_learnable_curvature_copies_and_rejects_momentum_none():
+    from riemtorch import Lorentz
+    from riemtorch.nn import RiemannianBatchNorm
+
+    lorentz = Lorentz(1.0, learnable=True)
+    bn = RiemannianBatchNorm(lorentz, (4,), dtype=torch.float64)
+    # the origin depends on k; the buffer must not hang on k's graph
+    assert not bn.running_mean.requires_grad and bn.running_mean.grad_fn is None
+    twin = copy.deepcopy(bn)
+    x = lorentz.random(8, n=4, dtype=torch.float64)
+    torch.testing.assert_close(twin(x), bn(x))
+    with pytest.raises(TypeError, match="cumulative average"):
+        RiemannianBatchNorm(lorentz, (4,), momentum=None)

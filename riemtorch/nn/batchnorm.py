@@ -64,6 +64,9 @@ class RiemannianBatchNorm(nn.Module):
                  learn_bias: bool = True, gyro: bool = False, mean_iters: Optional[int] = None,
                  track_running_stats: bool = True, dtype=None, device=None):
         super().__init__()
+        if momentum is None or isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+            raise TypeError(f"momentum must be a number in [0, 1], got {momentum!r} (the cumulative "
+                            "average that torch's batch norms take for None is not supported)")
         if not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         if gyro and not hasattr(manifold, "gyroadd"):
@@ -78,7 +81,9 @@ class RiemannianBatchNorm(nn.Module):
         self.mean_iters, self.track_running_stats = mean_iters, track_running_stats
         # Set by riemtorch.nn.convert_sync_batchnorm: statistics over all ranks in training.
         self.sync, self.process_group = False, None
-        origin = manifold.origin_like(torch.zeros(self.shape, dtype=dtype, device=device))
+        # detached: the origin of a manifold with a learnable curvature depends on it, and a
+        # buffer attached to that graph cannot be deep-copied
+        origin = manifold.origin_like(torch.zeros(self.shape, dtype=dtype, device=device)).detach()
         self.bias = ManifoldParameter(origin.clone(), manifold, requires_grad=learn_bias, check=False)
         self.scale = nn.Parameter(torch.ones(self.channels, dtype=origin.dtype, device=origin.device),
                                   requires_grad=learn_scale)
