@@ -10,13 +10,21 @@ def _dot(x, y, keepdim=True):
     return (x * y).sum(-1, keepdim=keepdim)
 
 
+def _antipodal_direction(x):
+    """Tangent part at ``x`` of the basis vector ``e_k`` with the smallest ``|x_k|`` (norm at
+    least ``sqrt(1 - 1/n)``): a fixed direction of travel from ``x`` to ``-x``."""
+    k = x.detach().abs().argmin(-1, keepdim=True)
+    e = torch.zeros_like(x).scatter(-1, k, 1.0)
+    return e - _dot(x, e) * x
+
+
 class Sphere(Manifold):
     """Unit vectors ``(..., n)`` with the metric induced by ``R^n``.
 
     Exact exponential and logarithm maps, distance ``atan2(|y - <x,y>x|, <x,y>)`` (accurate at
     small and near-antipodal separations, finite gradient at ``x = y``), and parallel transport
-    along the minimising geodesic ``v - <y,v>/(1+<x,y>) (x + y)``. The retraction is the metric
-    projection ``(x + u)/|x + u|``; the origin is the first basis vector.
+    along the minimising geodesic (see :meth:`transp`). The retraction is the metric projection
+    ``(x + u)/|x + u|``; the origin is the first basis vector.
     """
 
     ndim = 1
@@ -77,7 +85,42 @@ class Sphere(Manifold):
         return self.dist(x, y, keepdim).square()
 
     def transp(self, x, y, v):
-        return v - _dot(y, v) / (1 + _dot(x, y)) * (x + y)
+        """Parallel transport of ``v`` from ``x`` to ``y`` along the minimising geodesic.
+
+        With ``w = y - <x,y> x = sin(theta) u`` (``u`` the unit direction of travel, ``theta`` the
+        angle) it is the rotation of the plane ``(x, u)`` by ``theta``:
+        ``v - <u,v> ((1 - cos theta) u + sin theta x)``. For ``c = <x,y> >= 0`` it is evaluated
+        as ``v - <w,v> (w / (r (r + c)) + x / r)`` (``r = hypot(|w|, c)``), smooth at ``x = y``;
+        beyond a right angle with the unit ``u``, which keeps it an isometry up to ``y = -x``
+        (the textbook ``v - <y,v>/(1 + c) (x + y)`` cancels catastrophically there: NaN in
+        float32 within 3e-4 of the antipode). At ``y = -x`` every half great circle is
+        minimising; the one used leaves ``x`` towards the basis vector ``e_k`` with the smallest
+        ``|x_k|``, so the transport is the reflection ``v - 2 <u,v> u`` with ``u`` the unit
+        tangent part of ``e_k`` (for ``n = 2``: ``-v``, the transport along either half circle).
+        """
+        w, s, c = self._chord(x, y)
+        r = torch.hypot(s, c)
+        near = self._transp_near(x, w, v, r, c)
+        far = self._transp_far(x, w, v, r, s, c)
+        return torch.where(c >= 0, near, far)
+
+    @staticmethod
+    def _transp_near(x, w, v, r, c):
+        """Transport for ``<x,y> >= 0`` in terms of ``w``; ``c`` is clamped so that the unused
+        branch of :meth:`transp` stays finite (``torch.where`` would turn inf into NaN grads)."""
+        c = c.clamp_min(0)
+        return v - _dot(w, v) * (w / (r * (r + c)) + x / r)
+
+    @staticmethod
+    def _transp_far(x, w, v, r, s, c):
+        """Transport for ``<x,y> < 0`` along the unit direction of travel."""
+        # Near -x, w is mostly rounding error: re-project it on the tangent space at x, and below
+        # eps (where its direction is noise) take the fixed direction of the antipodal case.
+        w = w - _dot(x, w) * x
+        degenerate = safe_norm(w, keepdim=True) <= torch.finfo(w.dtype).eps
+        w = torch.where(degenerate, _antipodal_direction(x).expand_as(w), w)
+        u = w / safe_norm(w, keepdim=True)
+        return v - _dot(u, v) * ((1 - c / r) * u + s / r * x)
 
     def random(self, *size, n=3, dtype=None, device=None, generator=None):
         """Uniform points on the sphere in ``R^n``, batch shape ``size``."""

@@ -83,10 +83,43 @@ def _block(a, b, c, d):
 
 
 def _normal_qr(x, u):
-    """``(A, Q, B)`` with ``A = X^T U`` and ``Q B = (I - X X^T) U`` (reduced QR)."""
+    """``(A, Q, B, moved)`` with ``A = X^T U``, ``Q B = (I - X X^T) U`` (reduced QR) and
+    ``moved`` the zero tensor that carries the derivative of ``(I - X X^T) U`` out of span(Q).
+
+    The exponential and logarithm depend on the normal part ``Z = (I - X X^T) U`` only through
+    ``Q B = Z G`` with a gain ``G(A, Z^T Z)`` that is smooth at rank-deficient ``Z`` (``U = 0``,
+    ``X = Y``, or ``Y`` turning only some columns of ``X``), but QR's backward divides by
+    ``diag(B)`` and is NaN there. So ``Q`` takes no gradient: ``B = Q^T Z`` carries the motion of
+    ``Z`` inside span(Q) (a rotation of ``Q`` inside its span changes nothing), and the callers
+    add ``moved`` times their gain (zero in value) for the motion out of it. Values are exactly
+    those of the QR; ``moved`` is ``None`` when nothing needs a gradient.
+    """
     a = x.transpose(-1, -2) @ u
-    q, b = torch.linalg.qr(u - x @ a)
-    return a, q, b
+    normal = u - x @ a
+    with torch.no_grad():
+        q, b = torch.linalg.qr(normal)
+    if not (torch.is_grad_enabled() and normal.requires_grad):
+        return a, q, b, None
+    delta = normal - normal.detach()  # zero, with the derivative of normal
+    b = b + q.transpose(-1, -2) @ delta
+    moved = delta - q @ (q.transpose(-1, -2) @ delta)
+    return a, q, b, moved
+
+
+def _phi_corner(gen: torch.Tensor, p: int) -> torch.Tensor:
+    """Leading ``p x p`` block of ``phi(gen) = sum_k gen^k / (k + 1)!``, without gradient.
+
+    For ``gen = [[2 beta A, -B^T], [B, 0]]`` the lower-left block of ``expm(gen)`` is
+    ``B phi(gen)[:p, :p]`` (every power of ``gen`` enters the second block row through ``B``):
+    the gain between ``B`` and the normal block of a geodesic. Read off one augmented
+    exponential ``expm([[gen, [I; 0]], [0, 0]])``.
+    """
+    k = gen.shape[-1]
+    with torch.no_grad():
+        aug = torch.zeros(gen.shape[:-2] + (k + p, k + p), dtype=gen.dtype, device=gen.device)
+        aug[..., :k, :k] = gen
+        aug[..., :p, k:] = _eye_like(gen, p)
+        return torch.linalg.matrix_exp(aug)[..., :p, k:]
 
 
 def _euclidean_expmap(x, u):
@@ -120,12 +153,14 @@ def stiefel_expmap(x: torch.Tensor, u: torch.Tensor, beta: float) -> torch.Tenso
     p = x.shape[-1]
     if beta == 1.0:
         return _euclidean_expmap(x, u)
-    a, q, b = _normal_qr(x, u)
+    a, q, b, moved = _normal_qr(x, u)
     a = skew(a)
     k = b.shape[-2]
     gen = _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(b[..., :k]))
     first = torch.linalg.matrix_exp(gen)[..., :p]
     y = x @ first[..., :p, :] + q @ first[..., p:, :]
+    if moved is not None:
+        y = y + moved @ _phi_corner(gen, p)
     if beta != 0.5:
         y = y @ torch.linalg.matrix_exp((1 - 2 * beta) * a)
     return y
@@ -239,8 +274,7 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
     p = x.shape[-1]
     if tol is None:
         tol = 1e-6 if x.dtype == torch.float32 else 1e-13
-    m_block = x.transpose(-1, -2) @ y
-    q, n_block = torch.linalg.qr(y - x @ m_block)
+    m_block, q, n_block, moved = _normal_qr(x, y)
     work = torch.float64 if x.dtype == torch.float32 else x.dtype
     w = torch.cat((m_block, n_block), -2).to(work)
     perp = _orthogonal_completion(w)
@@ -259,4 +293,19 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
             f"Stiefel logarithm stopped after {max_iter} iterations with residual "
             f"{float(residual.amax()):.3g} > {tol:g}: the points are too far apart for the "
             "algebraic Stiefel log", RuntimeWarning, stacklevel=2)
-    return x @ a.to(x.dtype) + q @ b.to(x.dtype)
+    log = x @ a.to(x.dtype) + q @ b.to(x.dtype)
+    if moved is not None:
+        log = log + moved @ _log_gain(a, b, beta).to(x.dtype)
+    return log
+
+
+def _log_gain(a, b, beta):
+    """``G`` with ``B = N G`` at the solution (no gradient): the logarithm's normal block ``Q B``
+    is ``(I - X X^T) Y G``. From ``N = B phi(gen)[:p, :p] expm((1 - 2 beta) A)``."""
+    p = a.shape[-1]
+    with torch.no_grad():
+        gen = _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(a))
+        gain = torch.linalg.inv(_phi_corner(gen, p))
+        if beta != 0.5:
+            gain = torch.linalg.matrix_exp((2 * beta - 1) * a) @ gain
+        return gain
