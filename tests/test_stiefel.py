@@ -217,7 +217,14 @@ def test_log_and_exp_derivatives_where_the_normal_part_vanishes(metric):
     w = torch.randn(N, P, dtype=F64, generator=g)
     turn = torch.linalg.matrix_exp(torch.tensor([[0, 0.3, 0.1], [-0.3, 0, 0.2], [-0.1, -0.2, 0]],
                                                 dtype=F64))
-    for y in (x, x @ turn):
+    # one column turned out of span(X): the normal part has rank 1 of 3, and the iteration
+    # starts within tolerance (its derivative was 6 % off with no update taken)
+    z = torch.randn(N, dtype=F64, generator=g)
+    z = z - x @ (x.T @ z)
+    z = z / z.norm()
+    one = x.clone()
+    one[:, 0] = 0.8 * x[:, 0] + 0.6 * z
+    for y in (x, x @ turn, one):
         assert_derivative_matches_finite_differences(lambda t: m.logmap(x, m.projx(y + t * d)), w)
         assert_derivative_matches_finite_differences(lambda t: m.logmap(m.projx(y + t * d), x), w)
     assert_derivative_matches_finite_differences(lambda t: m.expmap(x, t * d), w)
