@@ -86,15 +86,18 @@ def tangent_inner(x, u, v, *, k, keepdim=False):
     (``r^2 <= k``, where it cancels at most half), the second beyond.
     """
     k = _as_k(k, x)
+    same = v is u  # a norm: half the products
     xs, us, vs = x[..., 1:], u[..., 1:], v[..., 1:]
     r2 = _dot(xs, xs)
     far = r2 > k
     r2_far = torch.where(far, r2, torch.ones_like(r2))  # finite in the unused branch
-    a, b = _dot(xs, us), _dot(xs, vs)
-    x02 = k + r2
-    near_value = _dot(us, vs) - a * b / x02
-    u_perp, v_perp = us - a / r2_far * xs, vs - b / r2_far * xs
-    far_value = _dot(u_perp, v_perp) + a * b / r2_far * k / x02
+    a = _dot(xs, us)
+    b = a if same else _dot(xs, vs)
+    ab_x02 = a * b / (k + r2)
+    near_value = _dot(us, vs) - ab_x02
+    u_perp = us - a / r2_far * xs
+    v_perp = u_perp if same else vs - b / r2_far * xs
+    far_value = _dot(u_perp, v_perp) + ab_x02 * k / r2_far
     res = torch.where(far, far_value, near_value)
     return res if keepdim else res.squeeze(-1)
 
