@@ -208,3 +208,15 @@ def test_frechet_statistics_reject_empty_samples_and_all_zero_weights(case, dtyp
         m.frechet_mean(x, weights=zero)
     with pytest.raises(ValueError, match="all be zero"):
         m.frechet_variance(x, x[0], weights=zero)
+
+
+def test_distance_gradients_are_finite_at_equal_points(case, dtype, gen):
+    # d(x, y) is not differentiable at x = y, but a training loss that reaches it must not
+    # turn NaN (the square root of a zero squared norm)
+    m = build(case)
+    x = points(case, m, dtype, gen, batch=(3,))
+    a = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.dist(a, x).sum(), a)
+    assert bool(torch.isfinite(grad).all())
+    (grad2,) = torch.autograd.grad(m.dist2(a, x).sum(), a)
+    assert bool(torch.isfinite(grad2).all())

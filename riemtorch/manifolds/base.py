@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from riemtorch import config
+from riemtorch.linalg.safe import safe_sqrt
 
 
 def default_tolerance(dtype: torch.dtype) -> float:
@@ -97,8 +98,8 @@ class Manifold(nn.Module):
         return self.proju(x, g)
 
     def norm(self, x: torch.Tensor, u: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
-        """Riemannian norm ``||u||_x``."""
-        return self.inner(x, u, keepdim=keepdim).clamp_min(0).sqrt()
+        """Riemannian norm ``||u||_x`` (finite, zero gradient at ``u = 0``)."""
+        return safe_sqrt(self.inner(x, u, keepdim=keepdim).clamp_min(0))
 
     def dist(self, x: torch.Tensor, y: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
         """Geodesic distance."""

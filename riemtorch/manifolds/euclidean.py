@@ -2,6 +2,7 @@
 
 import torch
 
+from riemtorch.linalg.safe import safe_sqrt
 from riemtorch.manifolds.base import Manifold
 
 
@@ -40,10 +41,11 @@ class Euclidean(Manifold):
         return self._sum(prod.expand(torch.broadcast_shapes(x.shape, prod.shape)), keepdim)
 
     def norm(self, x, u, keepdim=False):
-        return self.inner(x, u, keepdim=keepdim).sqrt()
+        return safe_sqrt(self.inner(x, u, keepdim=keepdim))
 
     def dist(self, x, y, keepdim=False):
-        return self._sum((y - x).square(), keepdim).sqrt()
+        """Euclidean distance; its gradient at ``x = y`` is 0 (not NaN)."""
+        return safe_sqrt(self._sum((y - x).square(), keepdim))
 
     def dist2(self, x, y, keepdim=False):
         return self._sum((y - x).square(), keepdim)
