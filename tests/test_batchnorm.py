@@ -167,3 +167,20 @@ def test_batch_norm_on_a_learnable_curvature_copies_and_rejects_momentum_none():
     torch.testing.assert_close(twin(x), bn(x))
     with pytest.raises(TypeError, match="cumulative average"):
         RiemannianBatchNorm(lorentz, (4,), momentum=None)
+
+
+def test_float64_layer_on_float32_points_of_a_non_spd_manifold_stops_at_float32_tolerance():
+    # the mean is a float32 Karcher flow there: asked for float64's 1e-10 it ran to max_iter
+    ball = riemtorch.PoincareBall(1.0)
+    bn = riemtorch.nn.RiemannianBatchNorm(ball, (3,), dtype=torch.float64)
+    x = ball.random(16, n=3, generator=torch.Generator().manual_seed(0)).float()
+    calls = []
+    expmap = ball.expmap
+
+    def counted(*args):
+        calls.append(1)
+        return expmap(*args)
+
+    ball.expmap = counted
+    bn(x)
+    assert len(calls) < 30

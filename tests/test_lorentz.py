@@ -177,6 +177,24 @@ def test_tangent_norms_and_short_distances_far_from_the_origin(dtype, radius):
     torch.testing.assert_close(m.dist(x, y), torch.full_like(x[:, 0], 0.1), rtol=10 * rtol, atol=0)
 
 
+@pytest.mark.parametrize("dtype, near, far", [(F64, 20.0, 40.0), (F64, 10.0, 30.0), (F32, 8.0, 16.0)])
+def test_distance_along_a_ray_far_from_the_origin(dtype, near, far):
+    # Two points on one ray: the part of x_s - y_s orthogonal to x_s + y_s is rounding of the
+    # far point's coordinates unless taken from the near one (k = 1, (20, 40): 24.17 instead
+    # of 20; the Minkowski product alone gives 0).
+    m = Lorentz(1.0)
+    direction = torch.randn(5, dtype=F64, generator=gen(12))
+    direction[0] = 0
+    direction = direction / direction.norm()
+    x, y = (m.projx(m.expmap0(r * direction).to(dtype)) for r in (near, far))
+    mpmath = pytest.importorskip("mpmath")
+    chord, _ = _reference_chord_and_norm(x, y, x, 1.0)
+    expected = float(2 * mpmath.asinh(mpmath.sqrt(chord) / 2))
+    assert abs(float(m.dist(x, y)) - expected) <= (1e-8 if dtype == F64 else 1e-4) * expected
+    # the logarithm subtracts coordinates of 1e17 (float64, 40 out): about 1e-8 relative
+    assert abs(float(m.norm(x, m.logmap(x, y))) - expected) <= (1e-6 if dtype == F64 else 1e-3) * expected
+
+
 def test_riemannian_adam_steps_by_the_learning_rate_far_from_the_origin():
     from riemtorch import ManifoldParameter
     from riemtorch.optim import RiemannianAdam

@@ -127,26 +127,34 @@ def _chord2(x, y, k):
     With ``D = x_s - y_s``, ``S = x_s + y_s`` (spatial parts) and ``c = (x_0 - y_0)^2 / |S|^2``
     (``x_0 - y_0 = D . S / (x_0 + y_0)``, no cancellation), the chord
     ``q = |D|^2 - (x_0 - y_0)^2`` solves ``q (1 - c) = |D'|^2 + 4 k c`` with ``D'`` the part of
-    ``D`` orthogonal to ``S``: a sum of non-negative terms, accurate to about
-    ``eps q / (1 - c)`` however far the points are from the origin (the direct difference
-    ``|D|^2 - (x_0 - y_0)^2`` cancels terms ``x_0^2`` times larger than ``q`` there). The
-    other form, ``-2k - 2 <x, y>_L``, errs by about ``eps x_0 y_0`` and wins for points far
-    apart when one of them is near the origin.
+    ``D`` orthogonal to ``S``: a sum of non-negative terms, where the direct difference
+    ``|D|^2 - (x_0 - y_0)^2`` cancels terms ``x_0^2`` times larger than ``q`` far from the
+    origin. ``D'`` is computed from ``D`` (rounding ``eps |D|``) or, for points far apart, as
+    ``2 x_s' = -2 y_s'`` from the point nearer the origin (rounding ``eps`` times that point's
+    coordinates, not the farther one's: two points on one ray from the origin). This form errs by about ``eps (q + eps m^2) / (1 - c)`` (``m`` the nearer
+    point's ``x_0``); the other, ``-2k - 2 <x, y>_L``, by about ``eps x_0 y_0``; the smaller
+    estimate decides. Both fail once coordinates pass ``1 / eps`` (float64: 36 from the origin
+    in units of ``sqrt(k)``, float32: 16).
     """
     xs, ys = x[..., 1:], y[..., 1:]
+    x0, y0 = x[..., :1], y[..., :1]
     d, s = xs - ys, xs + ys
     s2 = _dot(s, s)
-    has_s = s2 > 0
-    s2_safe = torch.where(has_s, s2, torch.ones_like(s2))  # S = 0: c = 0, D' = D
-    ds = _dot(d, s)
-    gap = ds / (x[..., :1] + y[..., :1])  # x_0 - y_0
+    s2_safe = torch.where(s2 > 0, s2, torch.ones_like(s2))  # S = 0: c = 0, D' = D
+    gap = _dot(d, s) / (x0 + y0)  # x_0 - y_0
     c = gap.square() / s2_safe
-    d_perp = d - ds / s2_safe * s
-    via_parts = (_dot(d_perp, d_perp) + 4 * k * c) / (1 - c).clamp_min(torch.finfo(x.dtype).eps)
+    # D' from D (rounding eps |D|: close points) or from the nearer point (eps m: far apart)
+    nearer0 = torch.minimum(x0, y0)
+    from_d = _dot(d, d) <= 4 * nearer0.square()
+    half = torch.where(from_d, 0.5 * d, torch.where(x0 <= y0, xs, ys))
+    half_perp = torch.where(s2 > 0, half - _dot(half, s) / s2_safe * s, half)
+    eps = torch.finfo(x.dtype).eps
+    one_minus_c = (1 - c).clamp_min(eps)
+    via_parts = (4 * _dot(half_perp, half_perp) + 4 * k * c) / one_minus_c
     via_inner = (-2 * k - 2 * minkowski_inner(x, y, keepdim=True)).clamp_min(0)
-    # the parts form where eps q / (1 - c) < eps x_0 y_0, judged with the inner form's q (the
-    # parts form is meaningless where 1 - c is at rounding level, and there q is large)
-    use_parts = via_inner < x[..., :1] * y[..., :1] * (1 - c)
+    # error estimates (over eps) judged with the inner form's q: the parts form is meaningless
+    # where 1 - c is at rounding level, and there q is large
+    use_parts = via_inner + eps * nearer0.square() < x0 * y0 * one_minus_c
     return torch.where(use_parts, via_parts, via_inner).clamp_min(0)
 
 

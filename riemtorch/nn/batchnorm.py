@@ -128,9 +128,13 @@ class RiemannianBatchNorm(nn.Module):
         return dtype, [t.to(work) for t in tensors]
 
     def _batch_mean(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Batch mean of ``x`` (possibly promoted), to the tolerance of the user's ``dtype``."""
+        """Batch mean of ``x``: on SPD manifolds (``x`` promoted) to the tolerance of the
+        result's ``dtype``, elsewhere to that of ``x`` itself (a float32 iteration cannot reach
+        float64's tolerance)."""
         kwargs = {} if self.mean_iters is None else {"max_iter": self.mean_iters}
-        return self.manifold.frechet_mean(x, dim=0, tol=default_mean_tolerance(dtype), **kwargs)
+        if isinstance(self.manifold, SPDManifold):
+            kwargs["tol"] = default_mean_tolerance(dtype)
+        return self.manifold.frechet_mean(x, dim=0, **kwargs)
 
     def _centre(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Samples moved to the origin: points ``⊖mu ⊕ x`` (gyro) or tangent vectors at the
