@@ -26,9 +26,8 @@ from riemtorch.manifolds.stereographic_math import _ASIN, even_ratio
 
 __all__ = [
     "minkowski_inner", "tangent_inner", "project", "project_u", "egrad2rgrad", "norm", "dist",
-    "expmap",
-    "expmap0", "logmap", "logmap0", "parallel_transport", "centroid", "lorentz_to_poincare",
-    "poincare_to_lorentz",
+    "expmap", "expmap0", "logmap", "logmap0", "parallel_transport", "centroid",
+    "lorentz_to_poincare", "poincare_to_lorentz",
 ]
 
 
@@ -131,9 +130,9 @@ def _chord2(x, y, k):
     ``|D|^2 - (x_0 - y_0)^2`` cancels terms ``x_0^2`` times larger than ``q`` far from the
     origin. ``D'`` is computed from ``D`` (rounding ``eps |D|``) or, for points far apart, as
     ``2 x_s' = -2 y_s'`` from the point nearer the origin (rounding ``eps`` times that point's
-    coordinates, not the farther one's: two points on one ray from the origin). This form errs by about ``eps (q + eps m^2) / (1 - c)`` (``m`` the nearer
-    point's ``x_0``); the other, ``-2k - 2 <x, y>_L``, by about ``eps x_0 y_0``; the smaller
-    estimate decides. Both fail once coordinates pass ``1 / eps`` (float64: 36 from the origin
+    coordinates, not the farther one's: two points on one ray from the origin). This form errs
+    by about ``eps (q + eps m^2) / (1 - c)`` (``m`` the nearer point's ``x_0``); the other,
+    ``-2k - 2 <x, y>_L``, by about ``eps x_0 y_0``; the smaller estimate decides. Both fail once coordinates pass ``1 / eps`` (float64: 36 from the origin
     in units of ``sqrt(k)``, float32: 16).
     """
     xs, ys = x[..., 1:], y[..., 1:]

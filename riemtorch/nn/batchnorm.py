@@ -18,13 +18,14 @@ anyway; rounding between the operations would lose the small eigenvalues of the 
 (their condition number reaches the product of those of the samples and the mean).
 """
 
+import functools
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-from riemtorch.linalg.symmetric import working_dtype
 from riemtorch.manifolds.base import Manifold, default_mean_tolerance
+from riemtorch.manifolds.spd import common as spd_common
 from riemtorch.manifolds.spd.base import SPDManifold
 from riemtorch.nn.sync import gather_batch
 from riemtorch.parameter import ManifoldParameter
@@ -119,13 +120,11 @@ class RiemannianBatchNorm(nn.Module):
         """The dtype of the result (that of ``tensors`` and the parameters) and ``tensors`` in
         the dtype the layer computes in: the working dtype on SPD manifolds (see the module
         docstring), unchanged elsewhere."""
-        dtype = self.scale.dtype
-        for t in tensors:
-            dtype = torch.promote_types(dtype, t.dtype)
-        if not isinstance(self.manifold, SPDManifold):
-            return dtype, list(tensors)
-        work = working_dtype(dtype)
-        return dtype, [t.to(work) for t in tensors]
+        if isinstance(self.manifold, SPDManifold):
+            dtype, promoted = spd_common.promote(self.scale, *tensors)
+            return dtype, promoted[1:]
+        return functools.reduce(torch.promote_types, [t.dtype for t in tensors],
+                                self.scale.dtype), list(tensors)
 
     def _batch_mean(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Batch mean of ``x``: on SPD manifolds (``x`` promoted) to the tolerance of the

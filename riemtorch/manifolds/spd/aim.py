@@ -127,9 +127,8 @@ class SPDAffineInvariant(GyroSPDManifold):
     float64) is rounding and the distance is returned as 0 with a zero gradient, where the
     square root of the rounding would have a gradient of unit size in a noise direction (the
     rounding grows with ``cond(P)``: at 1e8, ``dist(P, P)`` is about 1e-9 and its gradient
-    that of a noise direction again); every matrix function
-    has the finite-at-ties backward of
-    :mod:`riemtorch.linalg`, so gradients at the identity are finite too. The Fréchet mean is
+    that of a noise direction again). Every matrix function has the finite-at-ties backward
+    of :mod:`riemtorch.linalg`, so gradients at the identity are finite too. The Fréchet mean is
     found by the Newton iterations of :func:`aim_karcher_mean`. Gyro structure (Nguyen & Yang):
     ``P (+) Q = P^1/2 Q P^1/2``, ``t (*) P = P^t``, ``(-) P = P^-1``.
 
