@@ -195,6 +195,45 @@ def test_distance_along_a_ray_far_from_the_origin(dtype, near, far):
     assert abs(float(m.norm(x, m.logmap(x, y))) - expected) <= (1e-6 if dtype == F64 else 1e-3) * expected
 
 
+def _transport_error(x, y, v, transported, k):
+    """``|P - P_ref|_L / |v|_L`` at ``y`` for ``P_ref = v + <y, v>_L / (k - <x, y>_L) (x + y)``
+    in 60-digit arithmetic from the spatial parts (time coordinates implied as above)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+    xs, ys, vs, ps = ([mpmath.mpf(float(t)) for t in a[1:]] for a in (x, y, v, transported))
+    x0 = mpmath.sqrt(k + sum(t * t for t in xs))
+    y0 = mpmath.sqrt(k + sum(t * t for t in ys))
+    v0 = sum(a * b for a, b in zip(xs, vs)) / x0
+    c = (sum(a * b for a, b in zip(ys, vs)) - y0 * v0) / (k - sum(a * b for a, b in zip(xs, ys))
+                                                          + x0 * y0)
+    err = [p - (b + c * (a + d)) for p, a, b, d in zip(ps, xs, vs, ys)]
+    err0 = sum(a * b for a, b in zip(ys, err)) / y0
+    return float(mpmath.sqrt(abs(sum(t * t for t in err) - err0 ** 2))
+                 / mpmath.sqrt(sum(t * t for t in vs) - v0 ** 2))
+
+
+@pytest.mark.parametrize("dtype, radius", [(F64, 20.0), (F32, 8.0)])
+def test_parallel_transport_far_from_the_origin(dtype, radius):
+    # <y, v>_L of the whole vectors cancels terms x_0^2 times larger than the result for nearby
+    # points (before: errors 1e1 in float64 at 20 from the origin, 0.16 in float32 at 8); what
+    # remains is the rounding of a tangent vector stored at y, about eps y_0.
+    m, k = Lorentz(2.0), 2.0
+    x = far_points(m, radius * k ** 0.5, dtype=dtype)
+    g = gen(10)
+    v = m.proju(x, torch.randn(x.shape, dtype=dtype, generator=g))
+    u = m.proju(x, torch.randn(x.shape, dtype=dtype, generator=g))
+    near = m.expmap(x, 0.1 * u / m.norm(x, u, keepdim=True))
+    elsewhere = far_points(m, radius * k ** 0.5, dtype=dtype, seed=11)
+    origin = m.origin(x.shape[0], n=x.shape[-1], dtype=dtype)
+    bound = 30 * torch.finfo(dtype).eps * float(x[:, 0].max())
+    for y in (near, elsewhere, origin):
+        moved = m.transp(x, y, v)
+        errors = [_transport_error(x[i], y[i], v[i], moved[i], k) for i in range(x.shape[0])]
+        assert max(errors) <= bound, (max(errors), bound)
+        # an isometry: norms kept to the same accuracy
+        torch.testing.assert_close(m.norm(y, moved), m.norm(x, v), rtol=bound, atol=0)
+
+
 def test_riemannian_adam_steps_by_the_learning_rate_far_from_the_origin():
     from riemtorch import ManifoldParameter
     from riemtorch.optim import RiemannianAdam

@@ -6,16 +6,16 @@ Points ``x = (x_0, x_1, ..., x_d)`` of shape ``(..., d + 1)`` satisfy
 and the metric is ``<u, v>_L``. ``k`` is a positive number or tensor broadcastable with
 ``(..., 1)``.
 
-Numerics. Far from the origin, coordinates are about ``x_0`` times larger than the lengths
-they encode, and Minkowski products of whole vectors cancel those factors (float64 keeps no
-digit of a tangent vector's norm at distance 18 from the origin, float32 at 8). Tangent
-products (:func:`tangent_inner`, hence norms, exponential maps and optimizer steps) are
+Numerics. Far from the origin, coordinates are about ``x_0`` times larger than the lengths they
+encode, and Minkowski products of whole vectors cancel those factors (float64 keeps no digit of a
+tangent vector's norm at distance 18 from the origin, float32 at 8). Tangent products
+(:func:`tangent_inner`, hence norms, exponential maps, parallel transport and optimizer steps) are
 computed from the spatial parts as sums of non-negative terms. The squared Minkowski chord
 ``q = <x - y, x - y>_L = -2k - 2<x, y>_L`` is computed in the same way (:func:`_chord2`) for
-points close to each other relative to their distance from the origin, and from ``<x, y>_L``
-for points far apart, and the distance is ``2 sqrt(k) arsinh(sqrt(q) / (2 sqrt(k)))``: accurate
-at small and large distances (no ``arcosh`` of a number near 1), with a finite (zero) gradient
-at ``x = y``. Results of :func:`expmap` and :func:`expmap0` are put back on the hyperboloid by
+points close to each other relative to their distance from the origin, and from ``<x, y>_L`` for
+points far apart, and the distance is ``2 sqrt(k) arsinh(sqrt(q) / (2 sqrt(k)))``: accurate at
+small and large distances (no ``arcosh`` of a number near 1), with a finite (zero) gradient at
+``x = y``. Results of :func:`expmap` and :func:`expmap0` are put back on the hyperboloid by
 :func:`project` (``x_0 = sqrt(k + |x_{1:}|^2)``), so repeated steps do not drift off it.
 """
 
@@ -202,10 +202,24 @@ def logmap0(y, *, k):
 
 
 def parallel_transport(x, y, v, *, k):
-    """Parallel transport along the geodesic: ``v + <y, v>_L / (k - <x, y>_L) (x + y)``."""
+    """Parallel transport along the geodesic: ``v + <y, v>_L / (k - <x, y>_L) (x + y)``.
+
+    ``<y, v>_L`` is computed in whichever of two ways rounds less: as ``<w, v>_L`` by
+    :func:`tangent_inner` with ``w = (y - x) - q / (2k) x`` (the projection of ``y`` onto the
+    tangent space at ``x``, ``q`` the chord of :func:`_chord2`), accurate for nearby points far
+    from the origin, where the Minkowski product of the whole vectors cancels terms ``x_0^2``
+    times larger than the result; or directly, for points far apart, where ``w`` is the larger
+    vector. The result has the rounding of any tangent vector stored at ``y``: about
+    ``eps y_0`` relative.
+    """
     k = _as_k(k, x)
-    den = 2 * k + _chord2(x, y, k) / 2  # = k - <x, y>_L >= 2k
-    return v + minkowski_inner(y, v, keepdim=True) / den * (x + y)
+    q = _chord2(x, y, k)
+    # |w| <~ |y| (about q x_0 <= 2k y_0); zero w elsewhere, so its squares cannot overflow
+    near = q * x[..., :1] <= 2 * k * y[..., :1]
+    w = torch.where(near, (y - x) - q / (2 * k) * x, torch.zeros_like(x))
+    yv = torch.where(near, tangent_inner(x, w, v, k=k, keepdim=True),
+                     minkowski_inner(y, v, keepdim=True))
+    return v + yv / (2 * k + q / 2) * (x + y)  # k - <x, y>_L = 2k + q/2
 
 
 def centroid(x, weights, *, k):
