@@ -53,6 +53,30 @@ def test_reeig_clamps_the_spectrum():
     torch.testing.assert_close(riemtorch.nn.ReEig(0.01)(x), expected, rtol=1e-10, atol=1e-12)
 
 
+def test_reeig_passes_unclamped_matrices_without_an_eigendecomposition(monkeypatch):
+    # (batch 3, channels 2): some matrices straddle the threshold 1.5, the others lie above it
+    x = torch.stack([spd(3, n=5, cond=10.0, seed=1), 2.0 * spd(3, n=5, cond=10.0, seed=2)], 1)
+    lam, u = np.linalg.eigh(x.numpy())
+    expected = (u * np.maximum(lam, 1.5)[..., None, :]) @ np.swapaxes(u, -1, -2)
+    np.testing.assert_allclose(F.reeig(x, 1.5).numpy(), expected, rtol=1e-12, atol=1e-12)
+    # gradients of the mixed batch: the unclamped matrices pass sym(G)
+    xg = x.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: F.reeig(L.sym(a), 1.5), (xg,))
+    g = torch.randn(x.shape, dtype=F64, generator=torch.Generator().manual_seed(3))
+    (grad,) = torch.autograd.grad(F.reeig(xg, 1.5), xg, g)
+    torch.testing.assert_close(grad[:, 1], L.sym(g[:, 1]), rtol=0, atol=0)
+    # nothing below the threshold: no eigendecomposition at all
+    def no_eigh(*args, **kwargs):
+        raise AssertionError("eigh called")
+    monkeypatch.setattr(torch.linalg, "eigh", no_eigh)
+    above = spd(4, n=5, cond=10.0, seed=4, dtype=torch.float32)
+    out = riemtorch.nn.ReEig(0.5)(above)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, L.sym(above), rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="eigh called"):
+        riemtorch.nn.ReEig(1.5)(above)
+
+
 def test_eig_layers_invert_each_other():
     x = spd(2, n=4, cond=100.0)
     torch.testing.assert_close(riemtorch.nn.ExpEig()(riemtorch.nn.LogEig()(x)), x)

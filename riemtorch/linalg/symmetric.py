@@ -149,15 +149,44 @@ def powm(x: torch.Tensor, p: float) -> torch.Tensor:
     return _public(x, (spectral.Power(p),))[0]
 
 
+def rectify(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``U max(Λ, threshold) U^T`` of symmetric ``(..., n, n)`` ``x``, without input checks
+    (for library internals; :func:`clamp_eigenvalues` is the public form).
+
+    A matrix whose eigenvalues all exceed ``threshold`` is left as it is (symmetrised), with
+    gradient ``sym(G)``: the Loewner matrix of the rectification is all ones there. One batched
+    Cholesky factorisation of ``X - threshold I`` finds those matrices (it succeeds exactly when
+    ``X - threshold I`` is positive definite, up to rounding at the threshold, where both
+    branches agree); only the others are decomposed. In SPDNet training at the usual threshold
+    ``1e-4`` after a batch norm, no matrix is clamped, and the layer costs a Cholesky
+    factorisation instead of an ``eigh`` and its backward.
+    """
+    n = x.shape[-1]
+    flat = x.reshape(-1, n, n)
+    work = flat.detach().to(working_dtype(x.dtype))
+    shifted = work - threshold * torch.eye(n, dtype=work.dtype, device=work.device)
+    clamped = torch.linalg.cholesky_ex(shifted).info != 0
+    if bool(clamped.all()):
+        return apply_spectral(x, (spectral.ClampBelow(threshold),))[0]
+    out = sym(flat)
+    if bool(clamped.any()):
+        index = clamped.nonzero().squeeze(-1)
+        rectified = apply_spectral(flat.index_select(0, index), (spectral.ClampBelow(threshold),))
+        out = out.index_copy(0, index, rectified[0])
+    return out.reshape(x.shape)
+
+
 def clamp_eigenvalues(x: torch.Tensor, threshold: float) -> torch.Tensor:
     """Replace eigenvalues below ``threshold`` by ``threshold`` (the ReEig rectification).
 
     The gradient is zero in the clamped eigen-directions, as in Ionescu et al.'s matrix
-    backpropagation.
+    backpropagation. Matrices with no eigenvalue below ``threshold`` are returned symmetrised,
+    without an eigendecomposition (:func:`rectify`).
     """
     if threshold <= 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
-    return _public(x, (spectral.ClampBelow(threshold),))[0]
+    check_symmetric_matrix(x, "input")
+    return rectify(x, threshold)
 
 
 def sym_funcm(

@@ -57,8 +57,12 @@ def _spectral_layer(x: torch.Tensor, fn: spectral.SpectralFunction) -> torch.Ten
 
 
 def reeig(x: torch.Tensor, threshold: float = 1e-4) -> torch.Tensor:
-    """Rectify eigenvalues: ``U max(Λ, threshold) U^T`` (the ReEig layer of SPDNet)."""
-    return _spectral_layer(x, spectral.ClampBelow(threshold))
+    """Rectify eigenvalues: ``U max(Λ, threshold) U^T`` (the ReEig layer of SPDNet). Matrices
+    with no eigenvalue below ``threshold`` pass unchanged (symmetrised) after a Cholesky test,
+    with no eigendecomposition (:func:`riemtorch.linalg.symmetric.rectify`)."""
+    check_float_tensor(x)
+    check_square(x)
+    return linalg.symmetric.rectify(x, threshold)
 
 
 def logeig(x: torch.Tensor) -> torch.Tensor:
