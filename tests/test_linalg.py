@@ -146,6 +146,46 @@ def test_nearly_repeated_eigenvalues_give_accurate_gradients():
     torch.testing.assert_close(x.grad, expected, rtol=1e-10, atol=1e-12)
 
 
+LOEWNER_CASES = {
+    "log": (spectral.LOG, "log"),
+    "exp": (spectral.EXP, "exp"),
+    "sqrt": (spectral.SQRT, "sqrt"),
+    "inv_sqrt": (spectral.INV_SQRT, -0.5),
+    "power_0.3": (spectral.Power(0.3), 0.3),
+    "power_-0.8": (spectral.Power(-0.8), -0.8),
+    "power_7": (spectral.Power(7.0), 7.0),
+}
+
+
+@pytest.mark.parametrize("name", list(LOEWNER_CASES))
+def test_loewner_matrices_match_50_digit_divided_differences(name):
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    fn, spec = LOEWNER_CASES[name]
+    f = getattr(mpmath, spec) if isinstance(spec, str) else (lambda t: t ** spec)
+    # spread, gaps from 1e-13 to 1e-3 (relative), exact ties, tiny eigenvalues
+    lam = torch.tensor([1e-12, 1e-12 * (1 + 1e-10), 1e-6, 0.5, 0.5, 1.0, 1 + 1e-13, 1 + 1e-9,
+                        1 + 1e-3, 3.0, 1e6], dtype=F64)
+    if name == "exp":
+        lam = torch.tensor([-30.0, -1.0, -1.0 + 1e-13, 0.0, 1e-9, 2.0, 2 + 1e-6, 30.0], dtype=F64)
+    mp = [mpmath.mpf(float(v)) for v in lam]
+    expected = torch.tensor([[float(mpmath.diff(f, a) if a == b else (f(a) - f(b)) / (a - b))
+                              for b in mp] for a in mp], dtype=F64)
+    torch.testing.assert_close(fn.loewner(lam), expected, rtol=5e-14, atol=0)
+
+
+def test_clamp_loewner_is_the_exact_divided_difference():
+    # 1 for two eigenvalues above the threshold (however close), 0 for two below, a ratio for a
+    # pair that straddles it; the derivative at ties
+    lam = torch.tensor([0.5, 0.9, 1.0, 1.0 + 1e-14, 1.5, 1.5 + 1e-15, 2.0], dtype=F64)
+    a, b = lam[:, None], lam[None, :]
+    gap = torch.where(a == b, torch.ones_like(a - b), a - b)
+    expected = torch.where(a == b, (a > 1).to(F64), (a.clamp_min(1) - b.clamp_min(1)) / gap)
+    torch.testing.assert_close(spectral.ClampBelow(1.0).loewner(lam), expected, rtol=1e-15,
+                               atol=0)
+    assert spectral.ClampBelow(1.0).loewner(lam)[3, 2].item() == 1.0
+
+
 def test_lyapunov_solves_the_equation_and_matches_scipy():
     p = random_spd(3, n=6, cond=50.0)
     v = torch.randn(3, 6, 6, dtype=F64, generator=torch.Generator().manual_seed(2))

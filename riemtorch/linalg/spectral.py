@@ -21,6 +21,20 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor, at_zero: torch.Tensor) -> 
     return torch.where(zero, at_zero, num / torch.where(zero, torch.ones_like(den), den))
 
 
+def _outer(values: torch.Tensor):
+    """``values`` ``(..., n)`` as the pair ``(v_a, v_b)`` of shapes ``(..., n, 1)`` and
+    ``(..., 1, n)``, which broadcast to all pairs ``(..., n, n)``."""
+    return values.unsqueeze(-1), values.unsqueeze(-2)
+
+
+def _tie_ratio(num: torch.Tensor, den: torch.Tensor, at_tie) -> torch.Tensor:
+    """``num / den``, and ``at_tie`` where ``den == 0`` (where ``num`` is zero too), by arithmetic
+    (cheaper than ``torch.where`` on CPU) with no division by zero, so autograd through it
+    stays finite."""
+    tie = (den == 0).to(den.dtype)
+    return num / (den + tie) + at_tie * tie
+
+
 class SpectralFunction:
     """A scalar function of eigenvalues.
 
@@ -117,10 +131,15 @@ class Power(SpectralFunction):
         )
 
     def loewner(self, lam):
-        lo, hi = _pairs(lam)
-        x = (hi - lo) / lo
-        ratio = _safe_ratio(torch.expm1(self.p * torch.log1p(x)), x, torch.zeros_like(x) + self.p)
-        return lo.pow(self.p - 1.0) * ratio
+        """``(a^p - b^p) / (a - b) = lo^(p-1) expm1(p d) / expm1(d)`` with ``lo = min(a, b)``
+        and ``d = |log a - log b|``. The ratio's relative sensitivity to ``d`` is bounded (by
+        ``|p - 1|``), so the rounding of the logarithms, about ``eps |log lam|``, costs no more
+        than that relative accuracy however close the eigenvalues; ``pow`` on the pairs would
+        cost twice the rest."""
+        log_a, log_b = _outer(lam.log())
+        low, gap = torch.minimum(log_a, log_b), (log_a - log_b).abs()
+        return torch.exp((self.p - 1.0) * low) * _tie_ratio(torch.expm1(self.p * gap),
+                                                             torch.expm1(gap), self.p)
 
 
 class ClampBelow(SpectralFunction):
@@ -131,6 +150,12 @@ class ClampBelow(SpectralFunction):
         super().__init__(
             lambda x: x.clamp_min(self.threshold), lambda x: (x > self.threshold).to(x.dtype)
         )
+
+    def loewner(self, lam):
+        # exact: 1 for two eigenvalues above the threshold, 0 for two below, a ratio in between
+        a, b = _outer(lam)
+        fa, fb = _outer(self.f(lam))
+        return _tie_ratio(fa - fb, a - b, self.f_prime(a))
 
 
 SQRT = _Sqrt()
