@@ -14,11 +14,9 @@ turns them into the public verbs, casts dtypes and applies the power deformation
 
 With ``power != 1`` the verbs that take tangent vectors at a base point ``X`` (``inner``,
 ``norm``, ``expmap``, ``logmap``, ``transp``, ``egrad2rgrad``) carry them through the
-differential of ``phi`` at ``X`` (:class:`riemtorch.manifolds.spd.common.Frame`), whose
-``eigh`` is differentiated by plain autograd: their gradients *with respect to X* are undefined
-(NaN) where ``X`` has repeated eigenvalues, the identity among them. Values, and gradients with
-respect to the other arguments, are not affected; distances and means go through matrix
-functions whose backward is finite at repeated eigenvalues.
+differential of ``phi`` at ``X`` (:class:`riemtorch.manifolds.spd.frame.Frame`), differentiated
+with respect to ``X`` by the second-order Daleckii-Krein formula: gradients stay finite where
+``X`` has repeated eigenvalues, the identity among them.
 """
 
 from typing import Optional
@@ -30,6 +28,7 @@ from riemtorch.linalg.safe import safe_sqrt
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.base import Manifold, broadcast_batch, default_mean_tolerance
 from riemtorch.manifolds.spd import common
+from riemtorch.manifolds.spd.frame import Frame
 
 
 def _check_power(power) -> float:
@@ -107,7 +106,7 @@ class SPDManifold(Manifold):
         return common.powm(y, 1.0 / self.power)
 
     def _frame(self, x):
-        return common.Frame(x, self._spectral())
+        return Frame(x, self._spectral())
 
     # ---- public verbs ----------------------------------------------------------------------------
     def _points(self, *xs):

@@ -1,4 +1,4 @@
-"""Helpers shared by the SPD metrics: input checks, working precision, random points, frames.
+"""Helpers shared by the SPD metrics: input checks, working precision, random points.
 
 Every SPD metric computes in the *working dtype* of :mod:`riemtorch.config`: float32 input is
 promoted to float64 (``config.eigh_in_float64``), the whole computation (Cholesky factors,
@@ -15,7 +15,7 @@ from riemtorch import config
 from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import eigh
 from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
-from riemtorch.linalg.symmetric import apply_spectral, floor_eigenvalues, sym, working_dtype
+from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
 
 
 def promote(*tensors: torch.Tensor) -> Tuple[torch.dtype, Sequence[torch.Tensor]]:
@@ -177,30 +177,3 @@ def random_spd(*size, n: int = 3, cond=None, dtype=None, device=None, generator=
             loglam[..., -1] = half
     x = (q * loglam.exp().unsqueeze(-2)) @ q.transpose(-1, -2)
     return sym(x).to(dtype)
-
-
-class Frame:
-    """Eigendecomposition of SPD ``X`` with a spectral map ``phi`` and its differential.
-
-    ``point`` is ``phi(X)``; :meth:`push` is ``d phi_X`` and :meth:`pull` its inverse, both by
-    the Daleckii-Krein formula ``U (L o (U^T V U)) U^T`` with the Loewner matrix ``L`` of
-    ``phi``. The eigendecomposition is differentiated by plain autograd, so gradients *with
-    respect to X* of what uses ``push``/``pull`` are undefined at repeated eigenvalues of ``X``.
-    """
-
-    def __init__(self, x: torch.Tensor, fn: spectral.SpectralFunction):
-        lam, u = eigh(x)
-        lam = floor_eigenvalues(lam, x.dtype)
-        self.u = u
-        self.loewner = fn.loewner(lam)
-        self.point = sym((u * fn.f(lam).unsqueeze(-2)) @ u.transpose(-1, -2))
-
-    def _apply(self, v, op):
-        ut = self.u.transpose(-1, -2)
-        return sym(self.u @ op(ut @ v @ self.u) @ ut)
-
-    def push(self, v: torch.Tensor) -> torch.Tensor:
-        return self._apply(v, lambda t: self.loewner * t)
-
-    def pull(self, w: torch.Tensor) -> torch.Tensor:
-        return self._apply(w, lambda t: t / self.loewner)

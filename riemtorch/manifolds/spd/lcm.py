@@ -133,9 +133,9 @@ class SPDLogCholesky(GyroSPDManifold):
     (Chen et al., GyroBN), trivial gyrations.
 
     Everything goes through Cholesky factors (differentiable everywhere); with a power
-    deformation the differential of ``X^theta`` differentiates an ``eigh`` by plain autograd
-    (gradients with respect to the base point undefined at repeated eigenvalues). Float32 input
-    is factorised in float64 (numerical policy of :mod:`riemtorch.config`).
+    deformation the differential of ``X^theta`` and its derivative in the base point come from
+    one ``eigh`` (:mod:`riemtorch.manifolds.spd.frame`, finite at repeated eigenvalues). Float32
+    input is factorised in float64 (numerical policy of :mod:`riemtorch.config`).
 
     Parameters
     ----------

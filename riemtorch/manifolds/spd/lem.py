@@ -14,10 +14,10 @@ class SPDLogEuclidean(GyroSPDManifold):
     form). Gyro structure: the commutative group ``P (+) Q = expm(log P + log Q)``,
     ``t (*) P = P^t``, ``(-) P = P^-1``, trivial gyrations.
 
-    The distance, mean and gyro operations use matrix functions with the finite-at-ties backward
-    of :mod:`riemtorch.linalg`. The differential ``D log_P`` (inner products, exp, log and
-    transport at a base point ``P``) differentiates an ``eigh`` of ``P`` by plain autograd, so
-    gradients of those with respect to ``P`` are undefined at repeated eigenvalues of ``P``.
+    Every operation has gradients that are finite at repeated eigenvalues: matrix functions
+    with the finite-at-ties backward of :mod:`riemtorch.linalg`, and for the differential
+    ``D log_P`` (inner products, exp, log and transport at a base point ``P``) its second-order
+    derivative in ``P`` (:mod:`riemtorch.manifolds.spd.frame`).
     Float32 input is computed in float64 (numerical policy of :mod:`riemtorch.config`).
 
     This is also the ``power = 0`` limit of :class:`SPDAffineInvariant`.
