@@ -154,6 +154,29 @@ def test_float32_spd_batchnorm_matches_float64_to_float32_rounding(metric, gyro,
     assert max_relative_error(single(x), double(x.to(F64))) <= 1e-6
 
 
+@pytest.mark.parametrize("metric, gyro, power", [("aim", True, 1.0), ("aim", False, 0.5),
+                                                  ("bw", False, 1.0), ("gbw", False, 1.0)])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_batch_mean_backward_solves_to_the_accuracy_of_the_input_dtype(metric, gyro, power,
+                                                                       dtype, monkeypatch):
+    # The layer computes in float64 for float32 input; the implicit backward of its batch mean
+    # is still solved to float32's accuracy (riemtorch.config), as frechet_mean does.
+    from riemtorch.manifolds.spd import common
+
+    seen, rtol = [], common.implicit_rtol
+
+    def recorded(kind):
+        seen.append(kind)
+        return rtol(kind)
+
+    monkeypatch.setattr(common, "implicit_rtol", recorded)
+    bn = SPDBatchNorm(4, metric=metric, gyro=gyro, power=power, dtype=dtype).to(DEVICE)
+    x = riemtorch.SPDAffineInvariant().random(
+        6, n=4, cond=10.0, dtype=dtype, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    bn(x.requires_grad_()).sum().backward()
+    assert set(seen) == {dtype}
+
+
 def test_batch_norm_on_a_learnable_curvature_copies_and_rejects_momentum_none():
     from riemtorch import Lorentz
     from riemtorch.nn import RiemannianBatchNorm

@@ -128,12 +128,16 @@ class RiemannianBatchNorm(nn.Module):
 
     def _batch_mean(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Batch mean of ``x``: on SPD manifolds (``x`` promoted) to the tolerance of the
-        result's ``dtype``, elsewhere to that of ``x`` itself (a float32 iteration cannot reach
-        float64's tolerance)."""
-        kwargs = {} if self.mean_iters is None else {"max_iter": self.mean_iters}
+        result's ``dtype``, with the implicit backward solved to that dtype's accuracy,
+        elsewhere to the tolerance of ``x`` itself (a float32 iteration cannot reach float64's
+        tolerance)."""
+        max_iter = 100 if self.mean_iters is None else self.mean_iters
         if isinstance(self.manifold, SPDManifold):
-            kwargs["tol"] = default_mean_tolerance(dtype)
-        return self.manifold.frechet_mean(x, dim=0, **kwargs)
+            w = torch.full((x.shape[0],) + (1,) * (x.dim() - 1), 1.0 / x.shape[0],
+                           dtype=x.dtype, device=x.device)
+            return self.manifold.working_mean(x, w, default_mean_tolerance(dtype), max_iter,
+                                              dtype)
+        return self.manifold.frechet_mean(x, dim=0, max_iter=max_iter)
 
     def _centre(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Samples moved to the origin: points ``⊖mu ⊕ x`` (gyro) or tangent vectors at the

@@ -282,16 +282,22 @@ class SPDManifold(Manifold):
         common.check_matrices(x, "points")
         xs, w, dim = self._stack_and_weights(x, weights, dim)
         dtype, (xs, w) = common.promote(xs, w)
-        w = w[..., None, None]
         tol = default_mean_tolerance(dtype) if tol is None else float(tol)
-        if self.power == 1:
-            mean = self._mean(xs, w, tol, max_iter, dtype)
-        elif self.power == 0:
-            mean = self._phi_inv((w * self._phi(xs)).sum(0))
-        else:
-            mean = self._phi_inv(self._mean(self._phi(xs), w, tol, max_iter, dtype))
-        mean = mean.to(dtype)
+        mean = self.working_mean(xs, w[..., None, None], tol, max_iter, dtype).to(dtype)
         return mean.unsqueeze(dim) if keepdim else mean
+
+    def working_mean(self, xs, w, tol: float, max_iter: int, input_dtype: torch.dtype):
+        """The mean of :meth:`frechet_mean` without its checks and casts: samples ``xs``
+        ``(N, ..., n, n)`` and weights ``w`` ``(N, ..., 1, 1)`` (summing to one) in the working
+        dtype, the mean returned in it; ``input_dtype`` is the dtype of the user's data, which
+        sets the accuracy of the implicit backward passes
+        (:func:`~riemtorch.manifolds.spd.common.implicit_rtol`). For layers that promote their
+        input once and keep the working dtype throughout."""
+        if self.power == 1:
+            return self._mean(xs, w, tol, max_iter, input_dtype)
+        if self.power == 0:
+            return self._phi_inv((w * self._phi(xs)).sum(0))
+        return self._phi_inv(self._mean(self._phi(xs), w, tol, max_iter, input_dtype))
 
     # ---- points, vectors, checks -----------------------------------------------------------------
     def projx(self, x):
