@@ -129,3 +129,36 @@ def test_eig_layers_reject_non_square_and_non_float_input(layer):
         layer(torch.ones(2, 3, 4, dtype=F64))
     with pytest.raises(TypeError, match="float32 or float64"):
         layer(torch.eye(3, dtype=torch.int64))
+
+
+def test_reeig_branches_agree_on_the_symmetric_part_and_on_empty_matrices():
+    # A Cholesky test reads one triangle: for a non-symmetric input it passed while the
+    # symmetric part, which the layer returns, has an eigenvalue of -4.
+    x = torch.tensor([[1.0, 10.0], [0.0, 1.0]], dtype=F64)
+    lam = torch.linalg.eigvalsh(F.reeig(x, 1e-4))
+    torch.testing.assert_close(lam, torch.tensor([1e-4, 6.0], dtype=F64))
+    assert F.reeig(torch.zeros(3, 0, 0, dtype=F64)).shape == (3, 0, 0)
+    assert F.reeig(torch.zeros(0, 4, 4, dtype=F64)).shape == (0, 4, 4)
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 0.0, -1.0])
+def test_reeig_threshold_must_be_finite_and_positive(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        riemtorch.nn.ReEig(threshold)
+    with pytest.raises(ValueError, match="threshold"):
+        F.reeig(torch.eye(2, dtype=F64), threshold)
+    with pytest.raises(ValueError, match="threshold"):
+        L.clamp_eigenvalues(torch.eye(2, dtype=F64), threshold)
+
+
+def test_vech_covariance_and_batch_norm_reject_bad_arguments():
+    # integer input was truncated: sqrt(2) * 3 became 3, and unvech zeroed off-diagonals
+    with pytest.raises(TypeError, match="float32 or float64"):
+        F.vech(torch.tensor([[2, 3], [3, 5]]))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        F.unvech(torch.tensor([2, 4, 5]))
+    with pytest.raises(ValueError, match="shrinkage"):  # True was taken as 1.0
+        F.covariance(torch.randn(2, 3, 10, dtype=F64), shrinkage=True)
+    for eps in (-10.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="eps"):
+            riemtorch.nn.SPDBatchNorm(3, eps=eps)

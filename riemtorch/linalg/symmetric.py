@@ -11,6 +11,8 @@ input ``X`` (equivalently of ``f((X + X^T) / 2)``). Float32 input is decomposed 
 eigenvalues of SPD input are floored as stated in :mod:`riemtorch.config`.
 """
 
+import math
+import numbers
 from typing import Callable, Sequence, Tuple
 
 import torch
@@ -149,6 +151,16 @@ def powm(x: torch.Tensor, p: float) -> torch.Tensor:
     return _public(x, (spectral.Power(p),))[0]
 
 
+def check_threshold(threshold) -> float:
+    """A rectification threshold as a float: a finite positive number, else ``ValueError``
+    (``TypeError`` for a non-number)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a finite positive number, got {threshold}")
+    return float(threshold)
+
+
 def rectify(x: torch.Tensor, threshold: float) -> torch.Tensor:
     """``U max(Λ, threshold) U^T`` of symmetric ``(..., n, n)`` ``x``, without input checks
     (for library internals; :func:`clamp_eigenvalues` is the public form).
@@ -162,17 +174,19 @@ def rectify(x: torch.Tensor, threshold: float) -> torch.Tensor:
     factorisation instead of an ``eigh`` and its backward.
     """
     n = x.shape[-1]
-    flat = x.reshape(-1, n, n)
+    # both branches see the symmetric part (a Cholesky factorisation reads one triangle)
+    flat = sym(x.reshape(x.shape[:-2].numel(), n, n))
     work = flat.detach().to(working_dtype(x.dtype))
     shifted = work - threshold * torch.eye(n, dtype=work.dtype, device=work.device)
     clamped = torch.linalg.cholesky_ex(shifted).info != 0
+    clamp = (spectral.ClampBelow(threshold),)
     if bool(clamped.all()):
-        return apply_spectral(x, (spectral.ClampBelow(threshold),))[0]
-    out = sym(flat)
-    if bool(clamped.any()):
-        index = clamped.nonzero().squeeze(-1)
-        rectified = apply_spectral(flat.index_select(0, index), (spectral.ClampBelow(threshold),))
-        out = out.index_copy(0, index, rectified[0])
+        out = apply_spectral(flat, clamp)[0]
+    else:
+        out = flat
+        if bool(clamped.any()):
+            index = clamped.nonzero().squeeze(-1)
+            out = out.index_copy(0, index, apply_spectral(flat.index_select(0, index), clamp)[0])
     return out.reshape(x.shape)
 
 
@@ -183,10 +197,8 @@ def clamp_eigenvalues(x: torch.Tensor, threshold: float) -> torch.Tensor:
     backpropagation. Matrices with no eigenvalue below ``threshold`` are returned symmetrised,
     without an eigendecomposition (:func:`rectify`).
     """
-    if threshold <= 0:
-        raise ValueError(f"threshold must be positive, got {threshold}")
     check_symmetric_matrix(x, "input")
-    return rectify(x, threshold)
+    return rectify(x, check_threshold(threshold))
 
 
 def sym_funcm(

@@ -19,6 +19,8 @@ anyway; rounding between the operations would lose the small eigenvalues of the 
 """
 
 import functools
+import math
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -70,6 +72,8 @@ class RiemannianBatchNorm(nn.Module):
                             "average that torch's batch norms take for None is not supported)")
         if not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < math.inf:
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         if gyro and not hasattr(manifold, "gyroadd"):
             raise ValueError(f"{manifold!r} has no gyro structure; use gyro=False")
         self.manifold = manifold

@@ -62,7 +62,7 @@ def reeig(x: torch.Tensor, threshold: float = 1e-4) -> torch.Tensor:
     with no eigendecomposition (:func:`riemtorch.linalg.symmetric.rectify`)."""
     check_float_tensor(x)
     check_square(x)
-    return linalg.symmetric.rectify(x, threshold)
+    return linalg.symmetric.rectify(x, linalg.symmetric.check_threshold(threshold))
 
 
 def logeig(x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,8 @@ def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = Fa
         rho = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)),
                           torch.ones_like(den)).clamp(max=1.0)
         cov = (1 - rho)[..., None, None] * cov + (rho * mu)[..., None, None] * eye
-    elif isinstance(shrinkage, (int, float)) and 0 <= shrinkage <= 1:
+    elif (isinstance(shrinkage, (int, float)) and not isinstance(shrinkage, bool)
+          and 0 <= shrinkage <= 1):
         cov = gram / (t - 1)
         mu = cov.diagonal(dim1=-2, dim2=-1).sum(-1) / c
         cov = (1 - shrinkage) * cov + shrinkage * mu[..., None, None] * eye
@@ -139,6 +140,7 @@ def vech(x: torch.Tensor) -> torch.Tensor:
     """Upper triangle of symmetric ``(..., n, n)`` as ``(..., n(n+1)/2)`` with off-diagonal
     entries times ``sqrt(2)``, so Euclidean inner products of vectors equal Frobenius inner
     products of matrices."""
+    check_float_tensor(x)
     check_square(x, "input")
     n = x.shape[-1]
     rows, cols = torch.triu_indices(n, n, device=x.device)
@@ -150,6 +152,9 @@ def vech(x: torch.Tensor) -> torch.Tensor:
 
 def unvech(v: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`vech`: ``(..., n(n+1)/2)`` back to symmetric ``(..., n, n)``."""
+    check_float_tensor(v)
+    if v.dim() < 1:
+        raise ValueError("input must have a last dimension of size n(n+1)/2")
     m = v.shape[-1]
     n = int(round((math.sqrt(8 * m + 1) - 1) / 2))
     if n * (n + 1) // 2 != m:

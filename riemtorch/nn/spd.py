@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from riemtorch import linalg
 from riemtorch.nn import functional as F
 from riemtorch.parameter import ManifoldParameter
 
@@ -64,9 +65,7 @@ class ReEig(nn.Module):
 
     def __init__(self, threshold: float = 1e-4):
         super().__init__()
-        if threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
-        self.threshold = float(threshold)
+        self.threshold = linalg.symmetric.check_threshold(threshold)
 
     def forward(self, x):
         return F.reeig(x, self.threshold)
