@@ -389,6 +389,23 @@ def test_sparse_gradient_of_manifold_parameter_raises():
         RiemannianSGD([x], lr=0.1).step()
 
 
+def test_adam_rejects_complex_manifold_parameters():
+    # its second moment <g, g> is complex for complex g: the steps were wrong (and AMSGrad
+    # failed in torch.maximum); plain complex parameters step as with torch.optim.Adam
+    from riemtorch.manifolds import Euclidean
+
+    x = riemtorch.ManifoldParameter(torch.ones(2, 2, dtype=torch.complex128), Euclidean(ndim=0))
+    x.grad = torch.full((2, 2), 1 + 1j, dtype=torch.complex128)
+    with pytest.raises(TypeError, match="complex manifold parameters"):
+        RiemannianAdam([x], lr=0.1).step()
+    plain = nn.Parameter(torch.ones(2, dtype=torch.complex128))
+    twin = nn.Parameter(plain.detach().clone())
+    plain.grad = twin.grad = torch.tensor([1 + 2j, -1j], dtype=torch.complex128)
+    RiemannianAdam([plain], lr=0.1).step()
+    torch.optim.Adam([twin], lr=0.1).step()
+    torch.testing.assert_close(plain, twin, rtol=0, atol=0)
+
+
 def test_closure_is_evaluated_with_grad_enabled():
     sphere = riemtorch.Sphere()
     x = riemtorch.ManifoldParameter(sphere.random(dtype=DT), sphere)

@@ -94,6 +94,25 @@ def test_geoopt_parameters_step_as_with_geoopt_adam(config):
                                     targets))
 
 
+def test_adam_resumes_from_a_geoopt_checkpoint():
+    # geoopt stores the step count as a Python int; the next step used to raise
+    # AttributeError ('int' object has no attribute 'item' / 'fill_')
+    import copy
+
+    targets = _targets(SHAPES)
+    gsphere = geoopt.Sphere()
+    params = [geoopt.ManifoldParameter(x, manifold=gsphere) for x in _points(SHAPES)]
+    plain = torch.nn.Parameter(torch.randn(3, dtype=DT, generator=torch.Generator().manual_seed(5)))
+    theirs = geoopt.optim.RiemannianAdam(params + [plain], lr=0.05)
+    _trajectory(theirs, params, targets, steps=3)
+    resumed = [copy.deepcopy(p) for p in params]
+    ours = RiemannianAdam(resumed + [copy.deepcopy(plain)], lr=0.05)
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    _assert_paths_close(_trajectory(ours, resumed, targets, steps=3),
+                        _trajectory(theirs, params, targets, steps=3))
+    assert all(float(ours.state[p]["step"]) == 6 for p in resumed)
+
+
 @pytest.mark.parametrize("exact", [False, True])
 def test_sgd_without_momentum_matches_geoopt(exact):
     targets = _targets(SHAPES)

@@ -153,6 +153,8 @@ class RiemannianAdam(RiemannianOptimizer):
     """
 
     _tangent_state = ("exp_avg",)
+    # the second moment is the metric's <g, g>, not <g, conj(g)>
+    _complex_manifold_parameters = False
 
     def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False,
@@ -166,6 +168,14 @@ class RiemannianAdam(RiemannianOptimizer):
                         amsgrad=amsgrad, stabilize=stabilize, retraction=retraction,
                         maximize=maximize)
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        # geoopt (and torch before 1.12) store the step count as a Python number
+        for param_state in self.state.values():
+            step = param_state.get("step")
+            if step is not None and not isinstance(step, torch.Tensor):
+                param_state["step"] = torch.tensor(float(step), dtype=_step_dtype())
 
     def _batch_key(self, group, param):
         state = self.state[param]

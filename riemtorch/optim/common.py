@@ -121,6 +121,7 @@ class RiemannianOptimizer(torch.optim.Optimizer):
     """
 
     _tangent_state: Tuple[str, ...] = ()
+    _complex_manifold_parameters = True
 
     def __init__(self, params, defaults: dict):
         _check_common_options(defaults["lr"], defaults["weight_decay"], defaults["stabilize"],
@@ -159,6 +160,9 @@ class RiemannianOptimizer(torch.optim.Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients "
                                    "of manifold parameters")
+            if p.is_complex() and not self._complex_manifold_parameters:
+                raise TypeError(f"{type(self).__name__} does not support complex manifold "
+                                "parameters")
             if not isinstance(manifold, Manifold):
                 singles.append((manifold, [p]))
                 continue
