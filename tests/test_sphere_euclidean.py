@@ -78,6 +78,21 @@ def test_sphere_transport_is_an_isometry_near_and_at_antipodal_points():
     torch.testing.assert_close(s.transp(x, -x, v), -v)
 
 
+def test_sphere_logarithm_at_the_antipode_takes_the_transport_direction():
+    # it returned the zero vector, or a vector of length pi in a direction of rounding noise
+    s = Sphere()
+    for dtype in (torch.float32, F64):
+        x = s.random(5, n=4, dtype=dtype, generator=torch.Generator().manual_seed(2))
+        x = torch.cat([x, torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=dtype)])
+        log = s.logmap(x, -x)
+        torch.testing.assert_close(s.norm(x, log), torch.full((6,), torch.pi, dtype=dtype))
+        torch.testing.assert_close(s.expmap(x, log), -x)
+        torch.testing.assert_close(s.transp(x, -x, log), -s.logmap(-x, x))
+        a, b = x.clone().requires_grad_(), (-x).clone().requires_grad_()
+        s.logmap(a, b).sum().backward()
+        assert bool(torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all())
+
+
 def test_sphere_transport_gradients_on_both_sides_of_a_right_angle():
     s = Sphere()
     g = torch.Generator().manual_seed(2)

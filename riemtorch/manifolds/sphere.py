@@ -73,8 +73,17 @@ class Sphere(Manifold):
         return v, safe_norm(v, keepdim=True), c
 
     def logmap(self, x, y):
+        """``atan2(s, c) / s (y - c x)`` with ``c = <x, y>``, ``s = |y - c x|``. At ``y = -x``
+        (``y - c x`` below rounding, re-projected on the tangent space) the direction is the
+        fixed one of :meth:`transp`: ``pi`` times the unit tangent part of ``e_k``, so that
+        ``expmap(x, logmap(x, -x)) = -x`` and ``transp(x, -x, logmap(x, -x)) = -logmap(-x, x)``."""
         v, s, c = self._chord(x, y)
-        return torch.atan2(s, c) / s * v
+        theta = torch.atan2(s, c)
+        w = v - _dot(x, v) * x
+        degenerate = (c < 0) & (safe_norm(w, keepdim=True) <= torch.finfo(w.dtype).eps)
+        toward = _antipodal_direction(x)
+        toward = theta * toward / safe_norm(toward, keepdim=True)
+        return torch.where(degenerate, toward, theta / torch.where(degenerate, 1.0, s) * v)
 
     def dist(self, x, y, keepdim=False):
         _, s, c = self._chord(x, y)
