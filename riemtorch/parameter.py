@@ -20,6 +20,13 @@ class ManifoldParameter(nn.Parameter):
     and a model's ``state_dict`` holds plain tensors, so it loads with
     ``torch.load(..., weights_only=True)``.
 
+    Two torch mechanisms replace parameters by new ``nn.Parameter`` objects and so drop the
+    manifold (the optimizers then step such a parameter as a Euclidean one, off its manifold):
+    ``module.load_state_dict(..., assign=True)`` and ``.to()`` / ``.double()`` with
+    ``torch.__future__.set_swap_module_params_on_conversion(True)``. Load state dicts with the
+    default ``assign=False`` (which copies into the existing parameters), and leave that flag
+    off, for models with manifold parameters.
+
     Parameters
     ----------
     data : torch.Tensor
