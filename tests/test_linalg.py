@@ -8,6 +8,7 @@ import torch
 import riemtorch
 from riemtorch import linalg as L
 from riemtorch.linalg import spectral
+from riemtorch.linalg.second_differences import second_divided_differences
 from riemtorch.linalg.symmetric import apply_spectral
 
 F64 = torch.float64
@@ -157,12 +158,17 @@ LOEWNER_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(LOEWNER_CASES))
-def test_loewner_matrices_match_50_digit_divided_differences(name):
+def _in_50_digits(name):
+    """mpmath, the spectral function ``name`` of LOEWNER_CASES and its 50-digit twin."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
     fn, spec = LOEWNER_CASES[name]
-    f = getattr(mpmath, spec) if isinstance(spec, str) else (lambda t: t ** spec)
+    return mpmath, fn, getattr(mpmath, spec) if isinstance(spec, str) else (lambda t: t ** spec)
+
+
+@pytest.mark.parametrize("name", list(LOEWNER_CASES))
+def test_loewner_matrices_match_50_digit_divided_differences(name):
+    mpmath, fn, f = _in_50_digits(name)
     # spread, gaps from 1e-13 to 1e-3 (relative), exact ties, tiny eigenvalues
     lam = torch.tensor([1e-12, 1e-12 * (1 + 1e-10), 1e-6, 0.5, 0.5, 1.0, 1 + 1e-13, 1 + 1e-9,
                         1 + 1e-3, 3.0, 1e6], dtype=F64)
@@ -172,6 +178,31 @@ def test_loewner_matrices_match_50_digit_divided_differences(name):
     expected = torch.tensor([[float(mpmath.diff(f, a) if a == b else (f(a) - f(b)) / (a - b))
                               for b in mp] for a in mp], dtype=F64)
     torch.testing.assert_close(fn.loewner(lam), expected, rtol=5e-14, atol=0)
+
+
+@pytest.mark.parametrize("name", ["log", "exp", "power_0.3", "power_-0.8", "power_7"])
+def test_second_divided_differences_match_50_digit_references(name):
+    mpmath, fn, f = _in_50_digits(name)
+    # ties, gaps of 1e-9 and 5e-3 (Taylor branch), 1.1e-2 (difference branch), wide spread
+    lam = [1e-8, 0.3, 0.3, 0.3 * (1 + 1e-9), 0.3 * (1 + 5e-3), 1.0, 1.011, 2.5, 1e4]
+    if name == "exp":
+        lam = [-20.0, -1.0, -1.0, -1.0 + 1e-9, -1.0 + 5e-3, 0.0, 0.011, 3.0, 25.0]
+
+    def first(a, b):
+        return mpmath.diff(f, a) if a == b else (f(a) - f(b)) / (a - b)
+
+    def second(*points):
+        a, b, c = sorted(mpmath.mpf(p) for p in points)
+        if a == c:
+            return mpmath.diff(f, a, 2) / 2
+        return (first(b, c) - first(a, b)) / (c - a)
+
+    expected = torch.tensor([[[float(second(a, b, c)) for c in lam] for b in lam] for a in lam],
+                            dtype=F64)
+    torch.testing.assert_close(second_divided_differences(fn, torch.tensor(lam, dtype=F64)),
+                               expected, rtol=2e-12, atol=0)
+    with pytest.raises(TypeError, match="second divided differences"):
+        second_divided_differences(spectral.SQRT, torch.ones(3, dtype=F64))
 
 
 def test_clamp_loewner_is_the_exact_divided_difference():
