@@ -1,5 +1,6 @@
 """Stereographic / Poincaré ball specifics: geoopt agreement, curvature handling, k -> 0, far
-points in float32, gradients. The generic laws run in test_axioms.py and test_gyro_laws.py."""
+points in float32, points near the boundary and near antipodes against 50-digit references,
+gradients. The generic laws run in test_axioms.py and test_gyro_laws.py."""
 
 import math
 import warnings
@@ -125,6 +126,7 @@ def test_curvature_gradient_is_smooth_through_zero():
         assert torch.autograd.gradcheck(lambda k: sm.dist(x, y, k=k), (k,))
         assert torch.autograd.gradcheck(lambda k: sm.expmap(x, y, k=k), (k,))
         assert torch.autograd.gradcheck(lambda k: sm.logmap(x, y, k=k), (k,))
+        assert torch.autograd.gradcheck(lambda k: sm.parallel_transport(x, y, x - y, k=k), (k,))
     d = [sm.dist(x, y, k=k) for k in (-1e-9, 0.0, 1e-9)]
     torch.testing.assert_close(d[0], d[2], atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(d[1], 2 * (x - y).norm(dim=-1), atol=1e-15, rtol=1e-15)
@@ -217,3 +219,158 @@ def test_expmap0_logmap0_are_exp_log_at_origin():
     torch.testing.assert_close(m.logmap0(y), m.logmap(o, y))
     torch.testing.assert_close(m.transp0(y, u), m.transp(o, y, u))
     torch.testing.assert_close(m.transp0back(y, u), m.transp(y, o, u))
+
+
+def reference_log_and_transp(x, y, v, k):
+    """``Log_x(y)`` and ``(lambda_x / lambda_y) gyr[y, -x] v`` in 50 digits from the textbook
+    formulas (Möbius addition ``w = (-x) ⊕ y``, Ungar's gyration), as float64 tensors."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    X, Y, V = ([mpmath.mpf(float(t)) for t in a.tolist()] for a in (x, y, v))
+    k = mpmath.mpf(k)
+
+    def dot(a, b):
+        return mpmath.fsum(p * q for p, q in zip(a, b))
+
+    x2, y2, xy, xv, yv = dot(X, X), dot(Y, Y), dot(X, Y), dot(X, V), dot(Y, V)
+    den = 1 + 2 * k * xy + k * k * x2 * y2
+    w = [((1 + k * x2) * b - (1 + 2 * k * xy - k * y2) * a) / den for a, b in zip(X, Y)]
+    w_norm, sqrt_k = mpmath.sqrt(dot(w, w)), mpmath.sqrt(abs(k))
+    artan = (mpmath.atan if k > 0 else mpmath.atanh)(sqrt_k * w_norm) / sqrt_k
+    log = [(1 + k * x2) * artan / w_norm * c for c in w]
+    # gyr[a, b] v = v + 2 (A a + B b) / den with a = y, b = -x.
+    A = -k * k * yv * x2 + k * xv + 2 * k * k * xy * xv
+    B = k * k * xv * y2 + k * yv
+    ratio = (1 + k * y2) / (1 + k * x2)
+    transp = [ratio * (c + 2 * (A * a - B * b) / den) for c, a, b in zip(V, Y, X)]
+    return (torch.tensor([float(t) for t in log], dtype=F64),
+            torch.tensor([float(t) for t in transp], dtype=F64))
+
+
+def relative_error(a, b):
+    return float((a.double() - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("dtype,radius,tol",
+                         [(F64, 1 - 1e-6, 1e-9), (torch.float32, 1 - 1e-5, 1e-3)])
+def test_logmap_keeps_its_digits_near_the_boundary(dtype, radius, tol):
+    # Points 14.5 (float64) and 12.2 (float32) from the origin, inside the documented limits.
+    # artanh(|w|) with |w| from the Möbius denominator gives relative errors of 1e-6 (float64)
+    # and 0.4 (float32) there.
+    m = PoincareBall(1.0)
+    for angle in (1e-3, 1.0):
+        x = torch.tensor([radius, 0.0, 0.0], dtype=dtype)
+        y = torch.tensor([radius * math.cos(angle), radius * math.sin(angle), 0.0], dtype=dtype)
+        expected, _ = reference_log_and_transp(x, y, y, -1.0)
+        log = m.logmap(x, y)
+        assert relative_error(log, expected) < tol
+        torch.testing.assert_close(m.norm(x, log), m.dist(x, y), rtol=100 * torch.finfo(dtype).eps,
+                                   atol=0)
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.7])
+def test_logmap_of_nearby_points_keeps_its_digits(k):
+    # The textbook (1 + k|x|^2) y - (1 + 2k<x,y> - k|y|^2) x has a relative error of
+    # eps |x| / |y - x| (1e-6 at a step of 1e-10).
+    g = gen(8)
+    x = torch.randn(4, dtype=F64, generator=g) * 0.3
+    for step in (1e-6, 1e-10):
+        y = x + step * torch.randn(4, dtype=F64, generator=g)
+        expected, _ = reference_log_and_transp(x, y, y, k)
+        assert relative_error(sm.logmap(x, y, k=k), expected) < 1e-13
+
+
+def antipodes(k, dtype):
+    """Points ``x`` and their antipodes ``-x / (k|x|^2)``: exactly representable in the first two
+    rows, rounded in the third."""
+    x = torch.tensor([[0.5, 0.0, 0.0], [0.0, -0.25, 0.0], [0.3, -0.2, 0.5]], dtype=F64)
+    return x.to(dtype), (-x / (k * (x * x).sum(-1, keepdim=True))).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_dist_and_arsin_have_finite_gradients_at_antipodal_points(dtype):
+    m = Stereographic(1.0)
+    x, y = (p.requires_grad_() for p in antipodes(1.0, dtype))
+    d = m.dist(x, y)
+    torch.testing.assert_close(d, torch.full_like(d, math.pi))
+    grads = torch.autograd.grad(d.sum(), (x, y))
+    assert all(bool(torch.isfinite(g).all()) for g in grads)
+    # The end of the asin range, used (k > 0) and discarded by torch.where (k < 0).
+    for k in (1.0, -1.0):
+        r = torch.tensor(1.0, dtype=dtype, requires_grad=True)
+        (g,) = torch.autograd.grad(sm.arsin_k(r, k), r)
+        assert bool(torch.isfinite(g))
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_transport_near_the_antipode_is_an_isometry_and_accurate(dtype):
+    # Ungar's form in dot products loses eps / delta^2 there: the norm comes out off by 8e-4 at
+    # delta = 1e-6 in float64, by 30x at delta = 1e-4 in float32, and inf at delta = 0.
+    m = Stereographic(1.0)
+    eps = torch.finfo(dtype).eps
+    x, anti = (p[2] for p in antipodes(1.0, F64))
+    u = torch.tensor([0.2, 0.3, -0.1], dtype=F64)
+    v = torch.tensor([1.0, -0.5, 2.0], dtype=F64)
+    for delta in (1e-2, 1e-4, 1e-6, 1e-8, 0.0):
+        for y in (anti * (1 + delta), anti + delta * anti.norm() * u):
+            xs, ys, vs = x.to(dtype), y.to(dtype), v.to(dtype)
+            moved = m.transp(xs, ys, vs)
+            assert abs(float(m.norm(ys, moved) / m.norm(xs, vs)) - 1) < 10 * eps
+            # The transport itself is ill-conditioned there: eps / delta.
+            if delta > 1e3 * eps:
+                _, expected = reference_log_and_transp(xs, ys, vs, 1.0)
+                assert relative_error(moved, expected) < 20 * eps / delta
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_logmap_near_the_antipode_keeps_its_length(dtype):
+    # With |w| = |x - y| / sqrt(D) and D from dot products, the length collapses to 1e-154
+    # within 1e-10 (float64) and 1e-4 (float32) of the antipode.
+    m = Stereographic(1.0)
+    eps = torch.finfo(dtype).eps
+    x, anti = (p[2] for p in antipodes(1.0, F64))
+    u = torch.tensor([0.2, 0.3, -0.1], dtype=F64)
+    for delta in (1e-2, 1e-4, 1e-6, 1e-8, 1e-10):
+        xs, ys = x.to(dtype), (anti + delta * anti.norm() * u).to(dtype)
+        log = m.logmap(xs, ys)
+        torch.testing.assert_close(m.norm(xs, log), m.dist(xs, ys), rtol=10 * eps, atol=0)
+        if delta > 1e3 * eps:
+            expected, _ = reference_log_and_transp(xs, ys, ys, 1.0)
+            assert relative_error(log, expected) < 20 * eps / delta
+    x, y = antipodes(1.0, F64)
+    for delta in (1e-2, 1e-3):
+        xx, yy = x[2:].clone().requires_grad_(), (y[2:] + delta * u).requires_grad_()
+        assert torch.autograd.gradcheck(lambda x, y: m.logmap(x, y), (xx, yy))
+        assert torch.autograd.gradcheck(lambda x, y: m.transp(x, y, u.expand_as(x)), (xx, yy))
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_logmap_and_transport_at_the_antipode_follow_the_line_through_the_origin(dtype):
+    m = Stereographic(1.0)
+    x, y = (p[:2].requires_grad_() for p in antipodes(1.0, dtype))
+    x2 = (x * x).sum(-1, keepdim=True).detach()
+    v = torch.tensor([[0.3, 1.0, -0.4], [2.0, 0.1, 0.5]], dtype=dtype)
+    log = m.logmap(x, y)
+    torch.testing.assert_close(log, -(1 + x2) * (math.pi / 2) * x.detach() / x2.sqrt())
+    moved = m.transp(x, y, v)
+    # lambda_x / lambda_y = 1 / (k|x|^2) at the antipode.
+    torch.testing.assert_close(moved, v / x2)
+    torch.testing.assert_close(m.transp(x, y, log), -m.logmap(y, x))
+    torch.testing.assert_close(m.expmap(x.detach(), log.detach()), y.detach(), rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad((log.sum() + moved.sum()), (x, y))
+    assert all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_gyration_stays_a_rotation_where_the_sum_nears_the_pole(dtype):
+    # gyr[a, b] for k > 0 and a near b / (k|b|^2), where a ⊕ b is the pole (D = 0).
+    k, eps = 1.0, torch.finfo(dtype).eps
+    b = torch.tensor([0.3, -0.2, 0.5], dtype=F64)
+    pole, u = b / (k * b.dot(b)), torch.tensor([0.2, 0.3, -0.1], dtype=F64)
+    b, w = b.to(dtype), torch.tensor([1.0, -0.5, 2.0], dtype=dtype)
+    for delta in (1e-3, 1e-6, 0.0):
+        a = (pole * (1 + delta) + delta * u).to(dtype)
+        assert abs(float(sm.gyration(a, b, w, k=k).norm() / w.norm()) - 1) < 10 * eps
+    # D = 0 exactly: a and b parallel, where the gyration is the identity.
+    a, b = torch.tensor([2.0, 0.0, 0.0], dtype=dtype), torch.tensor([0.5, 0.0, 0.0], dtype=dtype)
+    torch.testing.assert_close(sm.gyration(a, b, w, k=k), w)

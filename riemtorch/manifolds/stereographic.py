@@ -25,14 +25,17 @@ class Stereographic(ConstantCurvature):
     For ``k < 0``, results of ``projx``, ``expmap``, ``expmap0``, ``gyroadd`` and
     ``gyroscalarmul`` are kept strictly inside the ball: ``sqrt(-k)|x| <= 1 - margin`` with
     ``margin = 1e-5`` (float32) or ``1e-10`` (float64), i.e. up to a distance of about
-    ``12.2/sqrt(-k)`` (float32) and ``23.7/sqrt(-k)`` (float64) from the origin. ``expmap``
-    and ``logmap`` go through the Möbius sum with a point at the step's length from the
-    origin, so a step longer than that limit loses accuracy even between points inside it
-    (float32, two points 7.6 from the origin in orthogonal directions: ``expmap(x, logmap(x,
-    y))`` misses ``y`` by 3.5); take long steps in float64.
-    For ``k > 0`` the logarithm between nearly antipodal points is ill-conditioned (the
-    geodesic direction is undetermined at the antipode): in float32 it degrades within about
-    ``1e-2`` of the antipode.
+    ``12.2/sqrt(-k)`` (float32) and ``23.7/sqrt(-k)`` (float64) from the origin. ``dist`` and
+    ``logmap`` keep their digits between any such points; ``expmap`` goes through the Möbius sum
+    with a point at the step's length from the origin, so a step longer than that limit loses
+    accuracy even between points inside it (float32, two points 7.6 from the origin in
+    orthogonal directions, 14.5 apart: ``logmap(x, y)`` is accurate to 6e-6, ``expmap(x,
+    logmap(x, y))`` lands 12 away from ``y``); take long steps in float64.
+    For ``k > 0`` every geodesic from ``x`` reaches its antipode ``-x/(k|x|^2)``, so near it
+    the direction of ``logmap`` and the rotation of ``transp`` are ill-conditioned: at a
+    relative distance ``delta`` they are off by about ``eps/delta`` (float32: 3e-4 at
+    ``delta = 1e-4``), while ``dist``, the length of ``logmap`` and the isometry of ``transp``
+    hold to rounding. At the antipode both follow the line through the origin.
 
     Parameters
     ----------
