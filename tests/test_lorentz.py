@@ -305,3 +305,13 @@ def test_expmap0_logmap0_are_exp_log_at_origin():
     u = m.logmap(o, m.random(20, n=5, dtype=F64, generator=gen(3)))
     torch.testing.assert_close(m.expmap0(u), m.expmap(o, u))
     torch.testing.assert_close(m.logmap0(y), m.logmap(o, y))
+
+
+def test_logmap0_gradient_is_finite_where_the_spatial_norm_is_sqrt_k():
+    # the discarded asin branch of the ratio was evaluated at exactly 1: NaN gradient
+    m = Lorentz(2.0)
+    y = torch.tensor([2.0, 2.0 ** 0.5, 0.0], dtype=F64, requires_grad=True)  # |y_s| = sqrt(k)
+    m.logmap0(y).sum().backward()
+    assert bool(torch.isfinite(y.grad).all())
+    assert torch.autograd.gradcheck(lambda a: m.logmap0(m.projx(a)),
+                                    (y.detach().clone().requires_grad_(),))

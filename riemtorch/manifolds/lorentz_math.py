@@ -22,7 +22,7 @@ small and large distances (no ``arcosh`` of a number near 1), with a finite (zer
 import torch
 
 from riemtorch.linalg.safe import safe_norm, safe_sqrt
-from riemtorch.manifolds.stereographic_math import _ASIN, even_ratio
+from riemtorch.manifolds.stereographic_math import _arsin_ratio
 
 __all__ = [
     "minkowski_inner", "tangent_inner", "project", "project_u", "egrad2rgrad", "norm", "dist",
@@ -116,8 +116,8 @@ def _sinh_ratio(theta):
 
 
 def _asinh_ratio(r):
-    """``arsinh(r) / r``."""
-    return even_ratio(-r * r, torch.asin, torch.asinh, _ASIN, pos_max=1.0)
+    """``arsinh(r) / r`` (finite gradient everywhere, ``r = 1`` included)."""
+    return _arsin_ratio(-r * r)
 
 
 def _chord2(x, y, k):
