@@ -1,4 +1,5 @@
-"""Grassmann-specific tests: pymanopt and SVD references, basis independence, gyro structure."""
+"""Grassmann-specific tests: pymanopt, SVD and mpmath references, basis independence, gyro
+structure, angles near pi / 2."""
 
 import numpy as np
 import pytest
@@ -222,3 +223,150 @@ def test_bad_input_raises():
     x = points(m)
     ok, reason = m.check_vector(x, x)
     assert not ok and "horizontal" in reason
+
+
+def pair_with_angles(angles, n=N, seed=0):
+    """Bases ``x``, ``y`` of shape ``(n, p)`` whose principal angles are ``angles``."""
+    p = len(angles)
+    g = torch.Generator().manual_seed(seed)
+    q = torch.linalg.qr(torch.randn(n, n, dtype=F64, generator=g))[0]
+    r = torch.linalg.qr(torch.randn(p, p, dtype=F64, generator=g))[0]
+    t = torch.tensor(angles, dtype=F64)
+    return q[:, :p], (q[:, :p] * t.cos() + q[:, p:2 * p] * t.sin()) @ r
+
+
+def mp_log_and_dist2(x, y):
+    """``Log_x(y)`` and ``d(x, y)^2`` of float bases ``(n, p)`` in 50-digit arithmetic: both bases
+    orthonormalised, then Edelman et al.'s ``atan`` of the singular values of ``P M^-1``."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(50):
+        def polar(a):
+            u, _, v = mpmath.svd_r(mpmath.matrix(a.tolist()))
+            return u * v
+
+        xm, ym = polar(x.double()), polar(y.double())
+        m = xm.T * ym
+        u, s, v = mpmath.svd_r((ym - xm * m) * mpmath.inverse(m))
+        angles = [mpmath.atan(t) for t in s]
+        log = u * mpmath.diag(angles) * v
+        return (torch.tensor([[float(e) for e in row] for row in log.tolist()], dtype=F64),
+                float(mpmath.fsum(a ** 2 for a in angles)))
+
+
+def unit_circle_pair(c, dtype=F64):
+    """``x = e_1`` and ``y = (c, s, 0, 0)`` at the angle ``atan2(s, c)``, ``s = sqrt(1 - c^2)``,
+    with the unit tangent ``xi = (-s, c, 0, 0)`` at ``y`` that increases the angle."""
+    s = (1 - c * c) ** 0.5
+    x = torch.eye(4, 1, dtype=dtype)
+    y = torch.tensor([[c], [s], [0.0], [0.0]], dtype=dtype)
+    xi = torch.tensor([[-s], [c], [0.0], [0.0]], dtype=F64)
+    return x, y, xi
+
+
+def test_log_transport_and_gyro_near_a_right_angle_match_the_closed_form():
+    # Log_x(y) = atan2(s, c) e_2. cos^2 taken as 1 - sin^2 is known only to eps: 4e-5 relative
+    # error at c = 1e-6, inf / NaN from c = 1e-9 on.
+    m = Grassmann()
+    for c in (1e-3, 1e-6, 1e-7, 1e-8, 1e-9, 1e-12, 0.0):
+        x, y, _ = unit_circle_pair(c)
+        exact = np.arctan2((1 - c * c) ** 0.5, c)
+        log = m.logmap(x, y)
+        assert float(log[0, 0]) == 0.0 and float(log[2:].abs().max()) == 0.0
+        np.testing.assert_allclose(float(log[1, 0]), exact, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(float(m.dist(x, y)), exact, rtol=1e-15, atol=0)
+    x, y, _ = unit_circle_pair(1e-9)
+    e3 = torch.eye(4, dtype=F64)[:, 2:3]
+    torch.testing.assert_close(m.transp(x, y, e3), e3, atol=1e-15, rtol=0)
+    torch.testing.assert_close(m.gyroinv(y), torch.tensor([[1e-9], [-1.0], [0.0], [0.0]],
+                                                          dtype=F64), atol=1e-15, rtol=0)
+    # float32 (with cos^2 = 1 - sin^2: 1.6075 instead of 1.5698 at c = 1e-3)
+    for c in (1e-2, 1e-3, 3e-4):
+        x, y, _ = unit_circle_pair(c, torch.float32)
+        exact = np.arctan2(float(y[1, 0]), float(y[0, 0]))
+        np.testing.assert_allclose(float(m.logmap(x, y)[1, 0]), exact, rtol=2.5e-7, atol=0)
+
+
+@pytest.mark.parametrize("angles, rtol, rtol32", [
+    ((1e-9, 0.7, np.pi / 2 - 1e-9), 1e-14, 1e-6),
+    # two angles close to pi / 2: the logarithm's own condition number is 1 / (c_i + c_j), and
+    # M = x^T y formed in float32 is off by 6e-8 against c_i + c_j = 3e-6
+    ((0.3, np.pi / 2 - 1e-6, np.pi / 2 - 2e-6), 1e-9, 5e-3),
+])
+def test_log_and_dist_match_mpmath_with_angles_near_a_right_angle(angles, rtol, rtol32):
+    m = Grassmann()
+    for seed in range(2):
+        x, y = pair_with_angles(angles, seed=seed)
+        log, d2 = mp_log_and_dist2(x, y)
+        got = m.logmap(x, y)
+        assert float((got - log).abs().max()) <= rtol * float(log.norm())
+        np.testing.assert_allclose(float(m.dist2(x, y)), d2, rtol=1e-14, atol=0)
+    x, y = x.float(), y.float()
+    log, d2 = mp_log_and_dist2(x, y)
+    assert float((m.logmap(x, y).double() - log).abs().max()) <= rtol32 * float(log.norm())
+    np.testing.assert_allclose(float(m.dist2(x, y)), d2, rtol=1e-6, atol=0)
+
+
+def test_gradients_near_a_right_angle_are_finite_and_exact():
+    # Along the unit tangent xi at y, the angle grows at unit speed: d/dt dist = 1 and
+    # d/dt Log = e_2. Through cos^2 = 1 - sin^2 both are NaN from c = 1e-9 (float64) and from
+    # c = 1e-4 (float32) on.
+    m = Grassmann()
+    for dtype, tol in ((F64, 1e-14), (torch.float32, 3e-7)):
+        for c in (1e-2, 1e-4, 1e-6, 1e-9):
+            x, y, xi = unit_circle_pair(c, dtype)
+            y.requires_grad_(True)
+            (g_dist,) = torch.autograd.grad(m.dist(x, y), y)
+            (g_log,) = torch.autograd.grad(m.logmap(x, y)[1, 0], y)
+            for g in (g_dist, g_log):
+                assert abs(float((g.double() * xi).sum()) - 1.0) <= tol
+    w = torch.randn(N, 3, dtype=F64, generator=torch.Generator().manual_seed(5))
+    for angles in ((0.2, np.pi / 2 - 1e-3, np.pi / 2 - 2e-3), (1e-4, 2e-4, 1.0), (0.5, 0.5, 0.9)):
+        x, y = pair_with_angles(angles)
+        yy = y.clone().requires_grad_(True)
+        torch.autograd.gradcheck(lambda a: (m.logmap(x, a) * w).sum(), (yy,))
+        torch.autograd.gradcheck(lambda a: m.dist2(x, a), (yy,))
+
+
+def test_log_gradient_at_small_angles_matches_the_closed_form():
+    # d/dt Log = e_2 along xi. Through f'(s) of f(s) = asin(sqrt s) / sqrt(s (1 - s)) with its
+    # Taylor series cut after s^2 below s = 1e-3, it is off by 3e-12 just below s = 1e-3.
+    m = Grassmann()
+    for s2 in (5e-4, 9e-4, 9.99e-4, 1.01e-3, 1e-2, 0.3):
+        x, y, xi = unit_circle_pair((1 - s2) ** 0.5)
+        y.requires_grad_(True)
+        (g,) = torch.autograd.grad(m.logmap(x, y)[1, 0], y)
+        assert abs(float((g * xi).sum()) - 1.0) <= 1e-14
+
+
+def test_theta_over_sine_and_its_slope_match_mpmath():
+    # The logarithm's backward uses h(c) = acos(c) / sqrt(1 - c^2) and h'(c); above c = 1 (input
+    # off the manifold) the analytic continuation acosh(c) / sqrt(c^2 - 1).
+    mpmath = pytest.importorskip("mpmath")
+    from riemtorch.manifolds.spectral_funcs import ACOS_OVER_SIN
+
+    below = [1 - 10.0 ** -k for k in np.arange(0.5, 15.5, 0.5)] + list(np.logspace(-16, -0.1, 40))
+    above = [1 + 10.0 ** -k for k in np.arange(0.5, 15.5, 0.5)]
+    c = torch.tensor(below + above, dtype=F64)
+    with mpmath.workdps(40):
+        def h(t):
+            t = mpmath.mpf(float(t))
+            if t < 1:
+                theta = mpmath.acos(t)
+                sin = mpmath.sin(theta)
+                return theta / sin, (theta * t - sin) / sin ** 3
+            phi = mpmath.acosh(t)
+            sinh = mpmath.sinh(phi)
+            return phi / sinh, (sinh - phi * t) / sinh ** 3
+
+        ref = torch.tensor([[float(v) for v in h(t)] for t in c], dtype=F64)
+    torch.testing.assert_close(ACOS_OVER_SIN.f(c), ref[:, 0], rtol=1e-15, atol=0)
+    torch.testing.assert_close(ACOS_OVER_SIN.f_prime(c), ref[:, 1], rtol=5e-14, atol=0)
+
+
+def test_non_finite_input_gives_nan():
+    m = Grassmann()
+    x = points(m, batch=2)
+    y = x.clone()
+    y[0, 0, 0] = float("nan")
+    assert bool(m.logmap(x, y)[0].isnan().all()) and bool(m.logmap(x, y)[1].isfinite().all())
+    assert bool(m.dist(x, y)[0].isnan()) and bool(m.dist(x, y)[1].isfinite())

@@ -1,21 +1,31 @@
-"""Scalar functions of eigenvalues used by the Stiefel and Grassmann formulas.
+"""Scalar functions of eigenvalues and of principal angles used by the Stiefel and Grassmann
+formulas.
 
-Each is a :class:`riemtorch.linalg.SpectralFunction` (value and derivative), so that
-``apply_spectral`` evaluates it from one ``eigh`` with a Daleckii-Krein backward that stays
-finite at repeated eigenvalues (e.g. at ``x = y``, where every principal angle is zero).
+Each function of eigenvalues is a :class:`riemtorch.linalg.SpectralFunction` (value and
+derivative), so that ``apply_spectral`` evaluates it from one ``eigh`` with a Daleckii-Krein
+backward that stays finite at repeated eigenvalues (e.g. at ``x = y``, where every principal
+angle is zero).
 
 Functions of ``lam >= 0`` (eigenvalues of ``U^T U``, ``r = sqrt(lam)``): ``cos r``,
-``sin r / r`` and ``(1 - cos r) / lam``, all entire in ``lam``. Functions of
-``s = sin^2 theta`` in ``[0, 1)``: ``theta^2`` and ``theta / (sin theta cos theta)``, smooth at
-``s = 0``. A function of ``c = cos theta`` in ``(-1, 1]``: ``theta / sin theta``. Arguments are
-clamped to the domain, so rounding (``lam = -1e-17``) never produces NaN.
+``sin r / r`` and ``(1 - cos r) / lam``, all entire in ``lam``. A function of ``c = cos theta``
+in ``(-1, 1]``, continued analytically above 1: ``theta / sin theta``, accurate up to ``c = 0``
+(``theta = pi / 2``), where a function of ``s = sin^2 theta`` could not be evaluated (``1 - s``
+cancels: at ``cos theta = 1e-9``, ``s`` rounds to 1 in float64). Arguments are clamped to the
+domain, so rounding (``lam = -1e-17``) never produces NaN. :func:`angle_over_sine` takes an
+angle as the pair ``(sin, cos)``.
 """
 
 import torch
 
 from riemtorch.linalg.spectral import SpectralFunction
 
-__all__ = ["COS_SQRT", "SINC_SQRT", "VERSINE_SQRT", "ASIN_SQ", "LOG_FACTOR", "ACOS_OVER_SIN"]
+__all__ = [
+    "COS_SQRT",
+    "SINC_SQRT",
+    "VERSINE_SQRT",
+    "ACOS_OVER_SIN",
+    "angle_over_sine",
+]
 
 
 def _sinc(r: torch.Tensor) -> torch.Tensor:
@@ -55,40 +65,15 @@ VERSINE_SQRT = SpectralFunction(
 """``(1 - cos(sqrt(lam))) / lam`` (``1/2`` at 0), written as ``sinc(r/2)^2 / 2``."""
 
 
-def _asin_ratio(s: torch.Tensor) -> torch.Tensor:
-    """``asin(sqrt s) / sqrt s`` for ``s`` in ``[0, 1]`` (1 at 0)."""
-    w = _root(s)
-    safe = torch.where(w == 0, torch.ones_like(w), w)
-    return torch.where(w == 0, torch.ones_like(w), torch.asin(safe.clamp_max(1)) / safe)
+def angle_over_sine(sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """``theta / sin theta`` with ``theta = atan2(sin, cos)``, for ``sin >= 0``, ``cos >= 0``.
 
-
-def _log_factor(s: torch.Tensor) -> torch.Tensor:
-    s = s.clamp(0, 1)
-    return _asin_ratio(s) / (1 - s).sqrt()
-
-
-def _log_factor_slope(s: torch.Tensor) -> torch.Tensor:
-    s = s.clamp(0, 1)
-    series = 2.0 / 3 + 16.0 / 15 * s + 48.0 / 35 * s * s
-    safe = torch.where(s < 1e-3, torch.full_like(s, 0.5), s)
-    wv = (safe * (1 - safe)).sqrt()
-    direct = (wv - torch.asin(safe.sqrt()) * (1 - 2 * safe)) / (2 * wv**3)
-    return torch.where(s < 1e-3, series, direct)
-
-
-def _asin_sq(s: torch.Tensor) -> torch.Tensor:
-    # Series near 0 so that autograd through this function is finite at s = 0.
-    s = s.clamp(0, 1)
-    small = s < 1e-6
-    safe = torch.where(small, torch.full_like(s, 0.5), s)
-    return torch.where(small, s + s * s / 3, torch.asin(safe.sqrt()) ** 2)
-
-
-ASIN_SQ = SpectralFunction(_asin_sq, _log_factor)
-"""``theta^2 = asin(sqrt(s))^2``: squared principal angle from ``s = sin^2 theta``."""
-
-LOG_FACTOR = SpectralFunction(_log_factor, _log_factor_slope)
-"""``theta / (sin theta cos theta) = asin(sqrt s) / sqrt(s (1 - s))`` (1 at ``s = 0``)."""
+    Written ``atan2(sin, cos) / sin``, which is homogeneous of degree -1 in the pair, so an
+    unnormalised pair gives ``theta / sin``; ``1 / cos`` at ``sin = 0``.
+    """
+    zero = sin == 0
+    safe = torch.where(zero, torch.ones_like(sin), sin)
+    return torch.where(zero, 1.0 / cos, torch.atan2(safe, cos) / safe)
 
 
 def _angle(c: torch.Tensor) -> torch.Tensor:
@@ -97,15 +82,37 @@ def _angle(c: torch.Tensor) -> torch.Tensor:
     return torch.acos(c.clamp(-1 + 1e-12, 1))
 
 
+def _sinhc(phi: torch.Tensor) -> torch.Tensor:
+    """``sinh phi / phi`` (1 at 0)."""
+    zero = phi == 0
+    safe = torch.where(zero, torch.ones_like(phi), phi)
+    return torch.where(zero, torch.ones_like(phi), torch.sinh(safe) / safe)
+
+
+def _sinhc_slope(phi: torch.Tensor) -> torch.Tensor:
+    """``(phi cosh phi - sinh phi) / phi^3``, by its Taylor series where the direct form
+    cancels."""
+    p2 = phi * phi
+    series = 1.0 / 3 + p2 / 30 + p2 * p2 / 840 + p2 * p2 * p2 / 45360
+    safe = torch.where(phi < 0.1, torch.ones_like(phi), phi)
+    direct = (safe * torch.cosh(safe) - torch.sinh(safe)) / safe**3
+    return torch.where(phi < 0.1, series, direct)
+
+
+# Above c = 1 (rounding, or an input perturbed off the manifold) theta / sin theta continues
+# analytically as phi / sinh phi with phi = acosh c, so value and slope are smooth across 1.
 def _acos_over_sin(c: torch.Tensor) -> torch.Tensor:
-    return 1.0 / _sinc(_angle(c))
+    phi = torch.acosh(c.clamp_min(1))
+    return torch.where(c > 1, 1.0 / _sinhc(phi), 1.0 / _sinc(_angle(c)))
 
 
 def _acos_over_sin_slope(c: torch.Tensor) -> torch.Tensor:
+    phi = torch.acosh(c.clamp_min(1))
     theta = _angle(c)
-    return _sinc_slope(theta) / _sinc(theta) ** 3
+    return torch.where(c > 1, -_sinhc_slope(phi) / _sinhc(phi) ** 3,
+                       _sinc_slope(theta) / _sinc(theta) ** 3)
 
 
 ACOS_OVER_SIN = SpectralFunction(_acos_over_sin, _acos_over_sin_slope)
-"""``theta / sin theta`` as a function of ``c = cos theta`` (1 at ``c = 1``; capped near
-``c = -1``)."""
+"""``theta / sin theta`` as a function of ``c = cos theta`` (1 at ``c = 1``; above 1 its
+analytic continuation ``acosh(c) / sqrt(c^2 - 1)``; capped near ``c = -1``)."""
