@@ -302,14 +302,18 @@ def test_dist_and_arsin_have_finite_gradients_at_antipodal_points(dtype):
         assert bool(torch.isfinite(g))
 
 
+def _near_antipode(dtype):
+    """``(manifold k = 1, eps of dtype, x, its antipode, a direction off the antipode)``."""
+    x, anti = (p[2] for p in antipodes(1.0, F64))
+    return (Stereographic(1.0), torch.finfo(dtype).eps, x, anti,
+            torch.tensor([0.2, 0.3, -0.1], dtype=F64))
+
+
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
 def test_transport_near_the_antipode_is_an_isometry_and_accurate(dtype):
     # Ungar's form in dot products loses eps / delta^2 there: the norm comes out off by 8e-4 at
     # delta = 1e-6 in float64, by 30x at delta = 1e-4 in float32, and inf at delta = 0.
-    m = Stereographic(1.0)
-    eps = torch.finfo(dtype).eps
-    x, anti = (p[2] for p in antipodes(1.0, F64))
-    u = torch.tensor([0.2, 0.3, -0.1], dtype=F64)
+    m, eps, x, anti, u = _near_antipode(dtype)
     v = torch.tensor([1.0, -0.5, 2.0], dtype=F64)
     for delta in (1e-2, 1e-4, 1e-6, 1e-8, 0.0):
         for y in (anti * (1 + delta), anti + delta * anti.norm() * u):
@@ -326,10 +330,7 @@ def test_transport_near_the_antipode_is_an_isometry_and_accurate(dtype):
 def test_logmap_near_the_antipode_keeps_its_length(dtype):
     # With |w| = |x - y| / sqrt(D) and D from dot products, the length collapses to 1e-154
     # within 1e-10 (float64) and 1e-4 (float32) of the antipode.
-    m = Stereographic(1.0)
-    eps = torch.finfo(dtype).eps
-    x, anti = (p[2] for p in antipodes(1.0, F64))
-    u = torch.tensor([0.2, 0.3, -0.1], dtype=F64)
+    m, eps, x, anti, u = _near_antipode(dtype)
     for delta in (1e-2, 1e-4, 1e-6, 1e-8, 1e-10):
         xs, ys = x.to(dtype), (anti + delta * anti.norm() * u).to(dtype)
         log = m.logmap(xs, ys)
