@@ -169,9 +169,10 @@ def rectify(x: torch.Tensor, threshold: float) -> torch.Tensor:
     gradient ``sym(G)``: the Loewner matrix of the rectification is all ones there. One batched
     Cholesky factorisation of ``X - threshold I`` finds those matrices (it succeeds exactly when
     ``X - threshold I`` is positive definite, up to rounding at the threshold, where both
-    branches agree); only the others are decomposed. In SPDNet training at the usual threshold
-    ``1e-4`` after a batch norm, no matrix is clamped, and the layer costs a Cholesky
-    factorisation instead of an ``eigh`` and its backward.
+    branches agree); only the others are decomposed. At the usual threshold ``1e-4`` that is
+    often every matrix (in the JapaneseVowels and MAMEM-SSVEP examples, with or without batch
+    norm, ReEig clamps none), and the layer then costs a Cholesky factorisation instead of an
+    ``eigh`` and its backward.
     """
     n = x.shape[-1]
     # both branches see the symmetric part (a Cholesky factorisation reads one triangle)
