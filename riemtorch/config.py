@@ -36,9 +36,13 @@ docstring refers here.
   of this floor.
 * **Near-equal eigenvalues in backward passes.** The Daleckii-Krein divided differences
   ``(f(a) - f(b)) / (a - b)`` are evaluated in a cancellation-free closed form for the built-in
-  functions (sqrt, inverse sqrt, log, exp, powers); for a user function they switch to
-  ``(f'(a) + f'(b)) / 2`` when ``|a - b| <= sqrt(eps) * max(|a|, |b|, 1)``. Gradients are
-  therefore finite at repeated eigenvalues, in particular at the identity.
+  functions (sqrt, inverse sqrt, log, exp, powers; exactly for the ReEig clamp); for a user
+  function they switch to ``(f'(a) + f'(b)) / 2`` when
+  ``|a - b| <= sqrt(eps) * max(|a|, |b|, 1)``. Where a differential ``D f(X)`` is itself
+  differentiated in ``X`` (verbs at a base point under a power deformation or the log-Euclidean
+  metric), the second divided differences ``f[a, b, c]`` of
+  :mod:`riemtorch.linalg.second_differences` take the same role. Gradients are therefore finite
+  at repeated eigenvalues, in particular at the identity.
 
 Validation
 ----------
