@@ -32,39 +32,15 @@ from riemtorch.linalg import spectral
 _CLOSE = 1e-2
 
 
-def _log_dd(x, y):
-    lo, hi = torch.minimum(x, y), torch.maximum(x, y)
-    d = hi - lo
-    return spectral._safe_ratio(torch.log1p(d / lo), d, 1.0 / lo)
-
-
-def _exp_dd(x, y):
-    lo, hi = torch.minimum(x, y), torch.maximum(x, y)
-    d = hi - lo
-    return torch.exp(lo) * spectral._safe_ratio(torch.expm1(d), d, torch.ones_like(d))
-
-
-def _power_dd(p):
-    def dd(x, y):
-        log_x, log_y = x.log(), y.log()
-        gap = (log_x - log_y).abs()
-        return torch.exp((p - 1.0) * torch.minimum(log_x, log_y)) * spectral._tie_ratio(
-            torch.expm1(p * gap), torch.expm1(gap), p)
-    return dd
-
-
 def _rules(fn):
-    """``(first divided difference, k-th derivative, relative closeness)`` of ``fn``."""
+    """``(k-th derivative, relative closeness)`` of ``fn``."""
     if fn is spectral.LOG:
-        return _log_dd, lambda m, k: (-1) ** (k - 1) * math.factorial(k - 1) * m.pow(-k), True
+        return lambda m, k: (-1) ** (k - 1) * math.factorial(k - 1) * m.pow(-k), True
     if fn is spectral.EXP:
-        return _exp_dd, lambda m, k: torch.exp(m), False
+        return lambda m, k: torch.exp(m), False
     if isinstance(fn, spectral.Power) and not isinstance(fn.p, torch.Tensor):
         p = fn.p
-
-        def derivative(m, k):
-            return math.prod(p - i for i in range(k)) * m.pow(p - k)
-        return _power_dd(p), derivative, True
+        return lambda m, k: math.prod(p - i for i in range(k)) * m.pow(p - k), True
     raise TypeError(f"no second divided differences for {type(fn).__name__} "
                     "(available: LOG, EXP and Power with a number exponent)")
 
@@ -74,7 +50,8 @@ def second_divided_differences(fn: spectral.SpectralFunction, lam: torch.Tensor)
     ``(..., n, n, n)``; ``fn`` is :data:`~riemtorch.linalg.spectral.LOG`,
     :data:`~riemtorch.linalg.spectral.EXP` or a :class:`~riemtorch.linalg.spectral.Power` with a
     number exponent."""
-    dd, derivative, relative = _rules(fn)
+    derivative, relative = _rules(fn)
+    dd = fn.divided_difference
     a, b, c = lam[..., :, None, None], lam[..., None, :, None], lam[..., None, None, :]
     lo = torch.minimum(torch.minimum(a, b), c)
     hi = torch.maximum(torch.maximum(a, b), c)

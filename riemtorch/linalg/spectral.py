@@ -90,21 +90,28 @@ class _Log(SpectralFunction):
     def __init__(self):
         super().__init__(torch.log, torch.reciprocal, needs_positive=True)
 
-    def loewner(self, lam):
-        lo, hi = _pairs(lam)
+    def divided_difference(self, a, b):
+        """``(log a - log b) / (a - b)`` elementwise for broadcastable ``a``, ``b``."""
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
         d = hi - lo
         return _safe_ratio(torch.log1p(d / lo), d, 1.0 / lo)
+
+    def loewner(self, lam):
+        return self.divided_difference(*_outer(lam))
 
 
 class _Exp(SpectralFunction):
     def __init__(self):
         super().__init__(torch.exp, torch.exp)
 
-    def loewner(self, lam):
-        lo, hi = _pairs(lam)
+    def divided_difference(self, a, b):
+        """``(exp a - exp b) / (a - b)`` elementwise for broadcastable ``a``, ``b``."""
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
         d = hi - lo
-        e = torch.exp(lo)
-        return e * _safe_ratio(torch.expm1(d), d, torch.ones_like(d))
+        return torch.exp(lo) * _safe_ratio(torch.expm1(d), d, torch.ones_like(d))
+
+    def loewner(self, lam):
+        return self.divided_difference(*_outer(lam))
 
 
 class _HalfExp(SpectralFunction):
@@ -136,7 +143,13 @@ class Power(SpectralFunction):
         ``|p - 1|``), so the rounding of the logarithms, about ``eps |log lam|``, costs no more
         than that relative accuracy however close the eigenvalues; ``pow`` on the pairs would
         cost twice the rest."""
-        log_a, log_b = _outer(lam.log())
+        return self._from_logs(*_outer(lam.log()))
+
+    def divided_difference(self, a, b):
+        """``(a^p - b^p) / (a - b)`` elementwise for broadcastable positive ``a``, ``b``."""
+        return self._from_logs(a.log(), b.log())
+
+    def _from_logs(self, log_a, log_b):
         low, gap = torch.minimum(log_a, log_b), (log_a - log_b).abs()
         return torch.exp((self.p - 1.0) * low) * _tie_ratio(torch.expm1(self.p * gap),
                                                              torch.expm1(gap), self.p)
