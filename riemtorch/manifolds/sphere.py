@@ -18,6 +18,17 @@ def _antipodal_direction(x):
     return e - _dot(x, e) * x
 
 
+def _direction_of_travel(x, w):
+    """``(u, degenerate)``: the unit direction of ``w = y - <x,y> x`` at ``x``, and where ``w``
+    is below rounding. Near ``-x``, ``w`` is mostly rounding error: it is re-projected on the
+    tangent space at ``x``, and below ``eps`` (where its direction is noise) replaced by the
+    fixed direction of :func:`_antipodal_direction`."""
+    w = w - _dot(x, w) * x
+    degenerate = safe_norm(w, keepdim=True) <= torch.finfo(w.dtype).eps
+    w = torch.where(degenerate, _antipodal_direction(x).expand_as(w), w)
+    return w / safe_norm(w, keepdim=True), degenerate
+
+
 class Sphere(Manifold):
     """Unit vectors ``(..., n)`` with the metric induced by ``R^n``.
 
@@ -79,11 +90,9 @@ class Sphere(Manifold):
         ``expmap(x, logmap(x, -x)) = -x`` and ``transp(x, -x, logmap(x, -x)) = -logmap(-x, x)``."""
         v, s, c = self._chord(x, y)
         theta = torch.atan2(s, c)
-        w = v - _dot(x, v) * x
-        degenerate = (c < 0) & (safe_norm(w, keepdim=True) <= torch.finfo(w.dtype).eps)
-        toward = _antipodal_direction(x)
-        toward = theta * toward / safe_norm(toward, keepdim=True)
-        return torch.where(degenerate, toward, theta / torch.where(degenerate, 1.0, s) * v)
+        unit, degenerate = _direction_of_travel(x, v)
+        degenerate = degenerate & (c < 0)
+        return torch.where(degenerate, theta * unit, theta / torch.where(degenerate, 1.0, s) * v)
 
     def dist(self, x, y, keepdim=False):
         _, s, c = self._chord(x, y)
@@ -123,12 +132,7 @@ class Sphere(Manifold):
     @staticmethod
     def _transp_far(x, w, v, r, s, c):
         """Transport for ``<x,y> < 0`` along the unit direction of travel."""
-        # Near -x, w is mostly rounding error: re-project it on the tangent space at x, and below
-        # eps (where its direction is noise) take the fixed direction of the antipodal case.
-        w = w - _dot(x, w) * x
-        degenerate = safe_norm(w, keepdim=True) <= torch.finfo(w.dtype).eps
-        w = torch.where(degenerate, _antipodal_direction(x).expand_as(w), w)
-        u = w / safe_norm(w, keepdim=True)
+        u, _ = _direction_of_travel(x, w)
         return v - _dot(u, v) * ((1 - c / r) * u + s / r * x)
 
     def random(self, *size, n=3, dtype=None, device=None, generator=None):
