@@ -17,7 +17,7 @@ import torch
 from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import eigh
 from riemtorch.linalg.second_differences import second_divided_differences
-from riemtorch.linalg.symmetric import floor_eigenvalues, sym
+from riemtorch.linalg.symmetric import _reconstruct, floor_eigenvalues, sym
 
 
 def _inverse(fn: spectral.SpectralFunction) -> spectral.SpectralFunction:
@@ -49,7 +49,7 @@ class _Point(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, frame):
         ctx.frame = frame
-        return _unrotate(frame.u, torch.diag_embed(frame.fn.f(frame.lam)))
+        return sym(_reconstruct(frame.u, frame.fn.f(frame.lam)))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
