@@ -30,7 +30,7 @@ import torch
 
 from riemtorch.linalg import spectral
 from riemtorch.linalg.symmetric import sym
-from riemtorch.manifolds.spd import karcher
+from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.eigenbases import EigenBases
 
 
@@ -41,10 +41,8 @@ def _diagonal(a):
 class _AIMNormalize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, scale, mean, var, eps, tol, max_iter, normalize, input_dtype):
-        count = xs.shape[0]
         batch_stats = mean is None
-        w = torch.full((count,) + (1,) * (xs.dim() - 1), 1.0 / count, dtype=xs.dtype,
-                       device=xs.device)
+        w = common.uniform_weights(xs)
         if batch_stats:
             mean, frame, lam, bases = karcher.newton_iterations(xs, w, tol, max_iter)
         else:

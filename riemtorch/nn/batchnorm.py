@@ -137,10 +137,8 @@ class RiemannianBatchNorm(nn.Module):
         tolerance)."""
         max_iter = 100 if self.mean_iters is None else self.mean_iters
         if isinstance(self.manifold, SPDManifold):
-            w = torch.full((x.shape[0],) + (1,) * (x.dim() - 1), 1.0 / x.shape[0],
-                           dtype=x.dtype, device=x.device)
-            return self.manifold.working_mean(x, w, default_mean_tolerance(dtype), max_iter,
-                                              dtype)
+            return self.manifold.working_mean(x, spd_common.uniform_weights(x),
+                                              default_mean_tolerance(dtype), max_iter, dtype)
         return self.manifold.frechet_mean(x, dim=0, max_iter=max_iter)
 
     def _centre(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:

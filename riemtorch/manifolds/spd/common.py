@@ -59,6 +59,14 @@ def unwhiten(chol: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return sym(chol @ a @ chol.transpose(-1, -2))
 
 
+def uniform_weights(xs: torch.Tensor) -> torch.Tensor:
+    """Equal weights ``1 / N`` for samples ``xs`` ``(N, ..., n, n)``, shape ``(N, 1, ..., 1)``
+    (broadcasting against ``xs``), in its dtype and on its device."""
+    count = xs.shape[0]
+    return torch.full((count,) + (1,) * (xs.dim() - 1), 1.0 / count, dtype=xs.dtype,
+                      device=xs.device)
+
+
 def weighted_sum(w: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     """``sum_i w_i X_i`` over the first dimension for weights ``w`` ``(N, ..., 1, 1)``; weights
     shared by the batch dimensions need no ``(N, ..., n, n)`` temporary."""
