@@ -48,10 +48,18 @@ Validation
 ----------
 ``config.validate`` (default ``True``; environment variable ``RIEMTORCH_VALIDATE=0`` turns it off
 at import) makes public functions check the *values* of their inputs: symmetry, finiteness,
-positive definiteness, points lying on the manifold. These checks read a value back to the host,
-which costs a device synchronisation on GPU; turn them off in tight training loops once the
-pipeline is known to be sound. They are skipped while ``torch.compile`` traces (a host read
-would break the graph). Checks of type, dtype and shape cost nothing and are always on.
+positive definiteness, points lying on the manifold. The SPD metrics check that points and
+tangent vectors are finite and symmetric (positive definiteness where a factorisation meets
+it); the other manifolds that points and tangent vectors are finite and that points lie on the
+manifold within :func:`riemtorch.manifolds.base.input_tolerance` (``1e-5`` float64, ``1e-3``
+float32: looser than :meth:`~riemtorch.manifolds.base.Manifold.check_point`, so that
+rounding, float32 data promoted to float64 and finite-difference steps pass while a basis that
+is not orthonormal or a point outside the ball raises). The optimizers check each batch of
+parameters and its gradient once per step, then update without further checks. These checks
+read a value back to the host, which costs a device synchronisation on GPU; turn them off in
+tight training loops once the pipeline is known to be sound. They are skipped while
+``torch.compile`` traces (a host read would break the graph). Checks of type, dtype and shape
+cost nothing and are always on.
 
 Examples
 --------

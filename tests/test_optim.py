@@ -419,3 +419,46 @@ def test_closure_is_evaluated_with_grad_enabled():
 
     loss = opt.step(closure)
     assert loss.requires_grad and x.grad is not None
+
+
+OPTIMIZERS = [lambda p: RiemannianSGD(p, lr=0.1), lambda p: RiemannianSGD(p, lr=0.1, momentum=0.9),
+              lambda p: RiemannianAdam(p, lr=0.1)]
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+def test_parameters_off_their_manifold_and_non_finite_gradients_raise_when_validating(make):
+    stiefel = riemtorch.Stiefel()
+    with riemtorch.config.override(validate=False):  # (the constructor checks too)
+        off = riemtorch.ManifoldParameter(2 * stiefel.random(3, n=5, p=2, dtype=DT), stiefel)
+    off.grad = torch.ones_like(off)
+    with pytest.raises(ValueError, match="Stiefel.egrad2rgrad: x is not a point"):
+        make([off]).step()
+    on = riemtorch.ManifoldParameter(stiefel.random(3, n=5, p=2, dtype=DT), stiefel)
+    on.grad = torch.full_like(on, float("nan"))
+    before = on.detach().clone()
+    with pytest.raises(ValueError, match="gradient of a parameter on Stiefel.* NaN"):
+        make([on]).step()
+    assert torch.equal(on.detach(), before)
+    with riemtorch.config.override(validate=False):
+        make([off]).step()  # no value checks
+        make([on]).step()
+    assert bool(on.isnan().all())
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+def test_an_update_checks_its_points_once(make, monkeypatch):
+    sphere = riemtorch.Sphere()
+    params = [riemtorch.ManifoldParameter(sphere.random(4, n=3, dtype=DT), sphere)
+              for _ in range(3)]
+    calls = []
+    original = riemtorch.Sphere._check_point_on_manifold
+    monkeypatch.setattr(riemtorch.Sphere, "_check_point_on_manifold",
+                        lambda self, x, atol, rtol: calls.append(x.shape) or original(self, x, atol, rtol))
+    opt = make(params)
+    for step in range(3):
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=DT)
+        opt.step()
+        # one batch of three parameters: one check of the stacked points per step
+        assert calls == [(3, 4, 3)] * (step + 1)
+    assert sphere.check_point(torch.stack([p.detach() for p in params]))[0]

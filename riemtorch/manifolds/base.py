@@ -4,6 +4,8 @@ A point or tangent vector is a tensor whose trailing ``manifold.ndim`` dimension
 manifold; all leading dimensions are batch dimensions and broadcast like torch.
 """
 
+import functools
+import inspect
 from typing import Optional, Tuple
 
 import torch
@@ -16,6 +18,51 @@ from riemtorch.linalg.safe import safe_sqrt
 def default_tolerance(dtype: torch.dtype) -> float:
     """Tolerance of membership checks: ``1e-4`` for float32, ``1e-8`` for float64."""
     return 1e-4 if dtype == torch.float32 else 1e-8
+
+
+def input_tolerance(dtype: torch.dtype) -> float:
+    """Tolerance of the membership checks that public methods run on their points when
+    validation is on: ``1e-5`` for float64, ``1e-3`` for float32 (at least ``10 eps`` for
+    lower precisions). Looser than :func:`default_tolerance` (that of
+    :meth:`Manifold.check_point`): these checks catch inputs that are not points (a basis that
+    is not orthonormal, a point outside the ball), not rounding, so float32 points promoted to
+    float64 and points moved by a finite-difference step pass."""
+    if dtype == torch.float64:
+        return 1e-5
+    return max(1e-3, 10 * torch.finfo(dtype).eps)
+
+
+ROLES = ("point", "tangent vector", "ambient")
+
+
+def checks_inputs(*roles):
+    """Decorate a public method whose leading arguments (after ``self``) have the given roles.
+
+    ``"point"``, ``"tangent vector"`` and ``"ambient"`` (a tensor of the point shape that need
+    not be tangent, such as a Euclidean gradient) are checked by
+    :meth:`Manifold._check_input`; ``None`` marks an argument left alone (a scalar). An
+    argument passed as ``None`` (an optional one) is skipped.
+    """
+    if any(role not in ROLES + (None,) for role in roles):
+        raise ValueError(f"roles must be among {ROLES} or None, got {roles}")
+
+    def decorate(method):
+        names = tuple(inspect.signature(method).parameters)[1:len(roles) + 1]
+        checked_args = tuple((i, name, role) for i, (name, role) in enumerate(zip(names, roles))
+                             if role is not None)
+
+        @functools.wraps(method)
+        def checked(self, *args, **kwargs):
+            for i, name, role in checked_args:
+                value = args[i] if i < len(args) else kwargs.get(name)
+                if value is not None:
+                    self._check_input(value, role, name, method.__name__)
+            return method(self, *args, **kwargs)
+
+        checked.input_roles = dict(zip(names, roles))
+        return checked
+
+    return decorate
 
 
 def default_mean_tolerance(dtype: torch.dtype) -> float:
@@ -91,6 +138,34 @@ class Manifold(nn.Module):
         if len(shape) < self.ndim:
             return False, f"{name} needs at least {self.ndim} dimensions, got shape {tuple(shape)}"
         return True, None
+
+    def _check_input(self, value, role: str, name: str, method: str) -> None:
+        """Checks of an argument of a public method (see :func:`checks_inputs`).
+
+        Always (no cost on the device): a floating-point tensor (``TypeError``) of the point
+        shape (``ValueError``). When validation is on (:mod:`riemtorch.config`): points and
+        tangent vectors are finite, and points lie on the manifold within
+        :func:`input_tolerance` (``ValueError``). Tangency is not checked: the maps that take
+        tangent vectors accept them up to the rounding of their own projections.
+        """
+        where = f"{type(self).__name__}.{method}"
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"{where}: {name} must have a floating-point dtype, got {value.dtype}")
+        ok, reason = self._check_shape(value.shape, name)
+        if not ok:
+            raise ValueError(f"{where}: {reason}")
+        if role == "ambient" or not config.validating():
+            return
+        with torch.no_grad():
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{where}: {name} contains NaN or infinite values")
+            if role == "point":
+                tol = input_tolerance(value.dtype)
+                ok, reason = self._check_point_on_manifold(value.detach(), tol, tol)
+                if not ok:
+                    raise ValueError(f"{where}: {name} is not a point of {self!r}: {reason}")
 
     # ---- generic defaults ----------------------------------------------------------------------
     def egrad2rgrad(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 import torch
 
 from riemtorch.linalg.safe import safe_sqrt
-from riemtorch.manifolds.base import Manifold
+from riemtorch.manifolds.base import Manifold, checks_inputs
 
 
 class Euclidean(Manifold):
@@ -29,36 +29,46 @@ class Euclidean(Manifold):
             return t
         return t.sum(dim=tuple(range(-self.ndim, 0)), keepdim=keepdim)
 
+    @checks_inputs("ambient")
     def projx(self, x):
         return x
 
+    @checks_inputs("point", "ambient")
     def proju(self, x, u):
         return u.expand(torch.broadcast_shapes(x.shape, u.shape))
 
+    @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         v = u if v is None else v
         prod = u * v
         return self._sum(prod.expand(torch.broadcast_shapes(x.shape, prod.shape)), keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def norm(self, x, u, keepdim=False):
         return safe_sqrt(self.inner(x, u, keepdim=keepdim))
 
+    @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
         """Euclidean distance; its gradient at ``x = y`` is 0 (not NaN)."""
         return safe_sqrt(self._sum((y - x).square(), keepdim))
 
+    @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
         return self._sum((y - x).square(), keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         return x + u
 
+    @checks_inputs("point", "point")
     def logmap(self, x, y):
         return y - x
 
+    @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
         return v.expand(torch.broadcast_shapes(x.shape, y.shape, v.shape))
 
+    @checks_inputs("point", "point")
     def geodesic(self, x, y, t):
         return x + self.scale_tangent(t, y - x)
 

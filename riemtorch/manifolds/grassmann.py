@@ -5,7 +5,7 @@ import torch
 from riemtorch.linalg.symmetric import eigh, sym
 from riemtorch.manifolds import grassmann_math as gm
 from riemtorch.manifolds import stiefel_math as sm
-from riemtorch.manifolds.base import Manifold, broadcast_batch
+from riemtorch.manifolds.base import Manifold, broadcast_batch, checks_inputs
 from riemtorch.manifolds.stiefel import Stiefel, _check_option
 from riemtorch.linalg.safe import safe_sqrt
 
@@ -76,6 +76,7 @@ class Grassmann(Manifold):
             return False, f"X^T U must be 0 (horizontal), max |X^T U| = {float(err):.3g}"
         return True, None
 
+    @checks_inputs("point", "point")
     def projector_distance(self, x, y):
         """``max |x x^T - y y^T|`` over the batch: zero exactly when the bases ``x`` and ``y``
         span the same subspaces (a tensor, to compare with a tolerance)."""
@@ -84,29 +85,37 @@ class Grassmann(Manifold):
         return (px - py).abs().amax()
 
     # ---- geometry ----------------------------------------------------------------------------
+    @checks_inputs("ambient")
     def projx(self, x):
         return sm.polar(x)
 
+    @checks_inputs("point", "ambient")
     def proju(self, x, u):
         return u - x @ (x.transpose(-1, -2) @ u)
 
+    @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         v = u if v is None else v
         return broadcast_batch((u * v).sum(dim=(-2, -1), keepdim=keepdim), x, self.ndim, keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         return gm.grassmann_expmap(x, u)
 
+    @checks_inputs("point", "point")
     def logmap(self, x, y):
         return gm.grassmann_logmap(x, y)
 
+    @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
         d2 = gm.grassmann_dist2(x, y)
         return d2[..., None, None] if keepdim else d2
 
+    @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
         return safe_sqrt(self.dist2(x, y, keepdim))
 
+    @checks_inputs("point", "tangent vector")
     def retr(self, x, u):
         if self.retraction == "polar":
             return sm.polar(x + u)
@@ -117,6 +126,7 @@ class Grassmann(Manifold):
             return sm.cayley_transform(x, torch.cat((u, x), -1), torch.cat((x, -u), -1), u)
         return self.expmap(x, u)
 
+    @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
         return gm.grassmann_transp(x, y, v)
 
@@ -140,19 +150,23 @@ class Grassmann(Manifold):
         n, p = x.shape[-2:]
         return torch.eye(n, p, dtype=x.dtype, device=x.device)
 
+    @checks_inputs("point", "point")
     def gyroadd(self, x, y):
         """``x + y = expm(Omega_x) y``, shape ``(..., n, p)``."""
         return gm.rotate_from_origin_frame(gm.log_at_origin(x), y)
 
+    @checks_inputs("point")
     def gyroinv(self, x):
         """``-x = expm(-Omega_x) I_{n,p}``."""
         return gm.rotate_from_origin_frame(-gm.log_at_origin(x), self._origin_like(x))
 
+    @checks_inputs(None, "point")
     def gyroscalarmul(self, t, x):
         """``t * x = expm(t Omega_x) I_{n,p}``; ``t`` is a number or a tensor over the batch."""
         b = self.scale_tangent(t, gm.log_at_origin(x))
         return gm.rotate_from_origin_frame(b, self._origin_like(x))
 
+    @checks_inputs("point", "point", "point")
     def gyration(self, x, y, z):
         """``gyr[x, y] z = -(x + y) + (x + (y + z))``, an orthogonal map of ``R^n`` applied to
         the basis ``z`` (so an isometry), with ``gyr[x, y] I_{n,p}`` spanning the origin."""

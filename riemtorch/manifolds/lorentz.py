@@ -5,6 +5,7 @@ import torch
 
 from riemtorch.manifolds import lorentz_math as lm
 from riemtorch.manifolds import stereographic_math as sm
+from riemtorch.manifolds.base import checks_inputs
 from riemtorch.manifolds.curvature import ConstantCurvature, curvature_tensor
 
 
@@ -74,53 +75,67 @@ class Lorentz(ConstantCurvature):
         return True, None
 
     # ---- metric ------------------------------------------------------------------------------
+    @checks_inputs("ambient")
     def projx(self, x):
         return lm.project(x, k=self._k(x))
 
+    @checks_inputs("point", "ambient")
     def proju(self, x, u):
         return lm.project_u(x, u, k=self._k(x))
 
+    @checks_inputs("point", "ambient")
     def egrad2rgrad(self, x, g):
         return lm.egrad2rgrad(x, g, k=self._k(x))
 
+    @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         """``<u, v>_L`` of tangent vectors at ``x``, accurate far from the origin
         (:func:`~riemtorch.manifolds.lorentz_math.tangent_inner`)."""
         v = u if v is None else v
         return lm.tangent_inner(x, u, v, k=self._k(x), keepdim=keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def norm(self, x, u, keepdim=False):
         return lm.norm(x, u, k=self._k(x), keepdim=keepdim)
 
+    @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
         return lm.dist(x, y, k=self._k(x), keepdim=keepdim)
 
+    @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
         return self.dist(x, y, keepdim=keepdim).square()
 
+    @checks_inputs("point")
     def dist0(self, x, keepdim=False):
         """Distance from the origin."""
         return self.dist(self.origin(dtype=x.dtype, device=x.device, n=x.shape[-1]), x, keepdim)
 
     # ---- maps --------------------------------------------------------------------------------
+    @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         return lm.expmap(x, u, k=self._k(x))
 
+    @checks_inputs("point", "point")
     def logmap(self, x, y):
         return lm.logmap(x, y, k=self._k(x))
 
+    @checks_inputs("tangent vector")
     def expmap0(self, u):
         """Exponential map at the origin (the time coordinate of ``u`` is ignored)."""
         return lm.expmap0(u, k=self._k(u))
 
+    @checks_inputs("point")
     def logmap0(self, y):
         """Logarithm at the origin (time coordinate 0)."""
         return lm.logmap0(y, k=self._k(y))
 
+    @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
         return lm.parallel_transport(x, y, v, k=self._k(x))
 
     # ---- the isometry to the Poincaré ball and the gyro structure ------------------------------
+    @checks_inputs("point")
     def lorentz_to_poincare(self, x):
         """Map to the Poincaré ball of curvature ``-1/k``, i.e. ``PoincareBall(1/k)``."""
         return lm.lorentz_to_poincare(x, self._k(x))
@@ -132,20 +147,24 @@ class Lorentz(ConstantCurvature):
     def _ball_k(self, x):
         return -1 / self._k(x)
 
+    @checks_inputs("point", "point")
     def gyroadd(self, x, y):
         """Möbius addition carried over from the ball."""
         kb = self._ball_k(x)
         p = sm.mobius_add(self.lorentz_to_poincare(x), self.lorentz_to_poincare(y), k=kb)
         return self.poincare_to_lorentz(p)
 
+    @checks_inputs("point")
     def gyroinv(self, x):
         """``⊖x = (x_0, -x_{1:})``."""
         return torch.cat((x[..., :1], -x[..., 1:]), dim=-1)
 
+    @checks_inputs(None, "point")
     def gyroscalarmul(self, t, x):
         """``t ⊗ x = expmap0(t logmap0(x))``; ``t`` a number or a tensor over the batch."""
         return self.expmap0(self.scale_tangent(t, self.logmap0(x)))
 
+    @checks_inputs("point", "point", "tangent vector")
     def gyration(self, x, y, z):
         """``gyr[x, y] z``: the ball gyration (linear, orthogonal) acting on the spatial part."""
         kb = self._ball_k(z)
@@ -168,6 +187,7 @@ class Lorentz(ConstantCurvature):
     def origin_like(self, x):
         return self.origin(*x.shape[:-1], n=x.shape[-1], dtype=x.dtype, device=x.device)
 
+    @checks_inputs("point")
     def centroid(self, x, weights=None, dim: int = 0, keepdim: bool = False):
         """Closed-form Lorentz centroid (Law et al. 2019) over batch dimension ``dim``: the
         minimiser of the weighted squared Lorentzian distance ``-2k - 2<x, mu>_L``."""

@@ -3,7 +3,7 @@
 import torch
 
 from riemtorch.linalg.safe import safe_norm
-from riemtorch.manifolds.base import Manifold, broadcast_batch
+from riemtorch.manifolds.base import Manifold, broadcast_batch, checks_inputs
 
 
 def _dot(x, y, keepdim=True):
@@ -57,23 +57,29 @@ class Sphere(Manifold):
             return False, f"<x, u> = {float(err):.3g}, expected 0 (tolerance {atol:g})"
         return True, None
 
+    @checks_inputs("ambient")
     def projx(self, x):
         return x / x.norm(dim=-1, keepdim=True)
 
+    @checks_inputs("point", "ambient")
     def proju(self, x, u):
         return u - _dot(x, u) * x
 
+    @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         v = u if v is None else v
         return broadcast_batch(_dot(u, v, keepdim), x, self.ndim, keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def norm(self, x, u, keepdim=False):
         return broadcast_batch(safe_norm(u, keepdim=keepdim), x, self.ndim, keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         n = safe_norm(u, keepdim=True)
         return self.projx(torch.cos(n) * x + torch.sinc(n / torch.pi) * u)
 
+    @checks_inputs("point", "tangent vector")
     def retr(self, x, u):
         return self.projx(x + u)
 
@@ -83,6 +89,7 @@ class Sphere(Manifold):
         v = y - c * x
         return v, safe_norm(v, keepdim=True), c
 
+    @checks_inputs("point", "point")
     def logmap(self, x, y):
         """``atan2(s, c) / s (y - c x)`` with ``c = <x, y>``, ``s = |y - c x|``. At ``y = -x``
         (``y - c x`` below rounding, re-projected on the tangent space) the direction is the
@@ -94,14 +101,17 @@ class Sphere(Manifold):
         degenerate = degenerate & (c < 0)
         return torch.where(degenerate, theta * unit, theta / torch.where(degenerate, 1.0, s) * v)
 
+    @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
         _, s, c = self._chord(x, y)
         d = torch.atan2(s, c)
         return d if keepdim else d.squeeze(-1)
 
+    @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
         return self.dist(x, y, keepdim).square()
 
+    @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
         """Parallel transport of ``v`` from ``x`` to ``y`` along the minimising geodesic.
 

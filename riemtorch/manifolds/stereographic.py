@@ -4,7 +4,7 @@ stereographic projection of the sphere (``k > 0``), with their Möbius gyrovecto
 import torch
 
 from riemtorch.manifolds import stereographic_math as sm
-from riemtorch.manifolds.base import broadcast_batch
+from riemtorch.manifolds.base import broadcast_batch, checks_inputs
 from riemtorch.manifolds.curvature import ConstantCurvature, curvature_tensor
 
 
@@ -67,78 +67,98 @@ class Stereographic(ConstantCurvature):
         return True, None
 
     # ---- metric ------------------------------------------------------------------------------
+    @checks_inputs("point")
     def lambda_x(self, x, keepdim: bool = False):
         """Conformal factor ``2 / (1 + k|x|^2)``."""
         return sm.lambda_x(x, self._k(x), keepdim=keepdim)
 
+    @checks_inputs("ambient")
     def projx(self, x):
         return sm.project(x, k=self._k(x))
 
+    @checks_inputs("point", "ambient")
     def proju(self, x, u):
         return u.expand(torch.broadcast_shapes(x.shape, u.shape))
 
+    @checks_inputs("point", "ambient")
     def egrad2rgrad(self, x, g):
         return g / self.lambda_x(x, keepdim=True) ** 2
 
+    @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         res = sm.inner(x, u, v, k=self._k(x), keepdim=keepdim)
         return broadcast_batch(res, x, self.ndim, keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def norm(self, x, u, keepdim=False):
         res = sm.norm(x, u, k=self._k(x), keepdim=keepdim)
         return broadcast_batch(res, x, self.ndim, keepdim)
 
+    @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
         return sm.dist(x, y, k=self._k(x), keepdim=keepdim)
 
+    @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
         return self.dist(x, y, keepdim=keepdim).square()
 
+    @checks_inputs("point")
     def dist0(self, x, keepdim=False):
         """Distance from the origin."""
         return sm.dist0(x, k=self._k(x), keepdim=keepdim)
 
     # ---- maps --------------------------------------------------------------------------------
+    @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         return sm.expmap(x, u, k=self._k(x), project=True)
 
+    @checks_inputs("point", "point")
     def logmap(self, x, y):
         return sm.logmap(x, y, k=self._k(x))
 
+    @checks_inputs("tangent vector")
     def expmap0(self, u):
         """Exponential map at the origin."""
         return sm.expmap0(u, k=self._k(u), project=True)
 
+    @checks_inputs("point")
     def logmap0(self, y):
         """Logarithm at the origin."""
         return sm.logmap0(y, k=self._k(y))
 
+    @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
         return sm.parallel_transport(x, y, v, k=self._k(x))
 
+    @checks_inputs("point", "tangent vector")
     def transp0(self, y, v):
         """Parallel transport of ``v`` from the origin to ``y``: ``(2 / lambda_y) v``."""
         return 2 / self.lambda_x(y, keepdim=True) * v
 
+    @checks_inputs("point", "tangent vector")
     def transp0back(self, x, v):
         """Parallel transport of ``v`` from ``x`` to the origin: ``(lambda_x / 2) v``."""
         return self.lambda_x(x, keepdim=True) / 2 * v
 
     # ---- gyro structure ----------------------------------------------------------------------
+    @checks_inputs("point", "point")
     def gyroadd(self, x, y):
         """Möbius addition ``x ⊕ y``."""
         return sm.mobius_add(x, y, k=self._k(x), project=True)
 
+    @checks_inputs("point")
     def gyroinv(self, x):
         """Gyro inverse ``⊖x = -x``."""
         return -x
 
+    @checks_inputs(None, "point")
     def gyroscalarmul(self, t, x):
         """Möbius scalar multiplication ``t ⊗ x``; ``t`` a number or a tensor over the batch."""
         if isinstance(t, torch.Tensor):
             t = t.to(x.dtype).reshape(t.shape + (1,))
         return sm.mobius_scalar_mul(t, x, k=self._k(x), project=True)
 
+    @checks_inputs("point", "point", "tangent vector")
     def gyration(self, x, y, z):
         """Gyration ``gyr[x, y] z``."""
         return sm.gyration(x, y, z, k=self._k(z))

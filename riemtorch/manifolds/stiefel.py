@@ -4,7 +4,7 @@ import torch
 
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds import stiefel_math as sm
-from riemtorch.manifolds.base import Manifold, broadcast_batch
+from riemtorch.manifolds.base import Manifold, broadcast_batch, checks_inputs
 
 _METRICS = {"euclidean": 1.0, "canonical": 0.5}
 _RETRACTIONS = ("qr", "polar", "cayley", "exp")
@@ -107,17 +107,21 @@ class Stiefel(Manifold):
         return True, None
 
     # ---- geometry ----------------------------------------------------------------------------
+    @checks_inputs("ambient")
     def projx(self, x):
         return sm.polar(x)
 
+    @checks_inputs("point", "ambient")
     def proju(self, x, u):
         return u - x @ sym(x.transpose(-1, -2) @ u)
 
+    @checks_inputs("point", "ambient")
     def egrad2rgrad(self, x, g):
         if self.metric == "canonical":
             return g - x @ (g.transpose(-1, -2) @ x)
         return self.proju(x, g)
 
+    @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         v = u if v is None else v
         prod = (u * v).sum(dim=(-2, -1), keepdim=keepdim)
@@ -127,12 +131,15 @@ class Stiefel(Manifold):
             prod = prod - 0.5 * (xu * xv).sum(dim=(-2, -1), keepdim=keepdim)
         return broadcast_batch(prod, x, self.ndim, keepdim)
 
+    @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         return sm.stiefel_expmap(x, u, self.beta)
 
+    @checks_inputs("point", "point")
     def logmap(self, x, y):
         return sm.stiefel_logmap(x, y, self.beta)
 
+    @checks_inputs("point", "tangent vector")
     def retr(self, x, u):
         if self.retraction == "qr":
             return sm.qr_orthonormal(x + u)
@@ -150,6 +157,7 @@ class Stiefel(Manifold):
         right = torch.cat((x, -half), -1)
         return sm.cayley_transform(x, left, right, u)
 
+    @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
         return self.proju(y, v)
 

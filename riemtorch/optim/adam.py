@@ -8,7 +8,7 @@ from torch.optim.adam import adam as _torch_adam
 
 from riemtorch.manifolds.base import Manifold
 from riemtorch.optim.common import (RiemannianOptimizer, gather, retract_transport,
-                                    riemannian_gradient, scatter_, split)
+                                    riemannian_gradient, scatter_, split, unchecked)
 
 __all__ = ["RiemannianAdam", "riemannian_adam_update"]
 
@@ -66,7 +66,8 @@ def riemannian_adam_update(manifold, x: torch.Tensor, grad: torch.Tensor,
     if weight_decay != 0:
         grad = grad.add(x, alpha=weight_decay)
     rgrad = riemannian_gradient(manifold, x, grad)
-    sq = squared_norm_per_point(manifold, x, rgrad)
+    with unchecked():
+        sq = squared_norm_per_point(manifold, x, rgrad)
     if exp_avg is None:
         exp_avg = rgrad.mul(1 - beta1)
         exp_avg_sq = sq.mul(1 - beta2)
@@ -84,7 +85,8 @@ def riemannian_adam_update(manifold, x: torch.Tensor, grad: torch.Tensor,
     bias_correction2 = 1 - beta2 ** step
     denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
     direction = (exp_avg / denom).mul_(-lr / bias_correction1)
-    new_x, exp_avg = retract_transport(manifold, retraction, x, direction, exp_avg)
+    with unchecked():
+        new_x, exp_avg = retract_transport(manifold, retraction, x, direction, exp_avg)
     return new_x, exp_avg, exp_avg_sq, max_exp_avg_sq
 
 

@@ -19,6 +19,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from riemtorch import config
 from riemtorch.manifolds.base import Manifold
 
 __all__ = ["RETRACTIONS", "RiemannianOptimizer", "manifold_of", "retract", "retract_transport",
@@ -36,10 +37,27 @@ def manifold_of(param: torch.Tensor):
 
 def riemannian_gradient(manifold, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``manifold.egrad2rgrad(x, grad)`` without touching ``grad``: geoopt manifolds (Lorentz,
-    for one) convert the gradient in place, so they get a copy."""
+    for one) convert the gradient in place, so they get a copy.
+
+    This is where an update meets its inputs, so with validation on (:mod:`riemtorch.config`)
+    the points are checked here (by ``egrad2rgrad``: finite, on the manifold) and the gradient
+    must be finite (``ValueError``); the rest of an update works on values the optimizer made
+    and runs without value checks (:func:`unchecked`)."""
     if not isinstance(manifold, Manifold):
         grad = grad.clone()
+    elif config.validating() and not bool(torch.isfinite(grad).all()):
+        raise ValueError(f"the gradient of a parameter on {manifold!r} contains NaN or "
+                         "infinite values")
     return manifold.egrad2rgrad(x, grad)
+
+
+def unchecked():
+    """Context in which the manifold operations of an update skip their value checks: after
+    :func:`riemannian_gradient`, every tensor an update passes to them is its own result (a
+    direction, a moved point, a transported moment), and the checks would read values back to
+    the host several times per step (on 200 Stiefel(64, 16) parameters they nearly doubled the
+    time of a batched Adam step)."""
+    return config.override(validate=False)
 
 
 def retract(manifold, retraction: str, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

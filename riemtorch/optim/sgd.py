@@ -6,7 +6,7 @@ import torch
 from torch.optim.sgd import sgd as _torch_sgd
 
 from riemtorch.optim.common import (RiemannianOptimizer, gather, retract, retract_transport,
-                                    riemannian_gradient, scatter_, split)
+                                    riemannian_gradient, scatter_, split, unchecked)
 
 __all__ = ["RiemannianSGD", "riemannian_sgd_update"]
 
@@ -44,14 +44,15 @@ def riemannian_sgd_update(manifold, x: torch.Tensor, grad: torch.Tensor,
     if weight_decay != 0:
         grad = grad.add(x, alpha=weight_decay)
     rgrad = riemannian_gradient(manifold, x, grad)
-    if momentum == 0:
-        return retract(manifold, retraction, x, rgrad.mul(-lr)), None
-    if momentum_buffer is None:
-        buf = rgrad.clone()
-    else:
-        buf = momentum_buffer.mul(momentum).add_(rgrad, alpha=1 - dampening)
-    direction = rgrad.add(buf, alpha=momentum) if nesterov else buf
-    return retract_transport(manifold, retraction, x, direction.mul(-lr), buf)
+    with unchecked():
+        if momentum == 0:
+            return retract(manifold, retraction, x, rgrad.mul(-lr)), None
+        if momentum_buffer is None:
+            buf = rgrad.clone()
+        else:
+            buf = momentum_buffer.mul(momentum).add_(rgrad, alpha=1 - dampening)
+        direction = rgrad.add(buf, alpha=momentum) if nesterov else buf
+        return retract_transport(manifold, retraction, x, direction.mul(-lr), buf)
 
 
 class RiemannianSGD(RiemannianOptimizer):
