@@ -47,12 +47,14 @@ def make_model(head: str, features: int, subspace_dim: int, dtype, device):
 
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0], epochs=40)
-    parser.add_argument("--features", type=int, default=16)
-    parser.add_argument("--subspace-dim", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds to average")
+    parser.add_argument("--features", type=common.positive_int, default=16)
+    parser.add_argument("--subspace-dim", type=common.positive_int, default=2)
+    parser.add_argument("--lr", type=common.positive_float, default=0.05)
+    parser.add_argument("--batch-size", type=common.positive_int, default=32)
+    parser.add_argument("--seeds", type=common.positive_int, default=3, help="number of seeds to average")
     args = parser.parse_args(argv)
+    if args.subspace_dim > args.features:
+        parser.error(f"--subspace-dim {args.subspace_dim} exceeds --features {args.features}")
     dtype, device = common.dtype_of(args.dtype), torch.device(args.device)
 
     results = {"grassmann": [], "softmax": []}

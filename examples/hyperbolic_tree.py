@@ -124,11 +124,11 @@ def draw_disk(points: torch.Tensor, edges, path: str) -> None:
 
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0], epochs=1500)
-    parser.add_argument("--dim", type=int, default=2)
-    parser.add_argument("--branching", type=int, default=3)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--negatives", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--dim", type=common.positive_int, default=2)
+    parser.add_argument("--branching", type=common.positive_int, default=3)
+    parser.add_argument("--depth", type=common.positive_int, default=4)
+    parser.add_argument("--negatives", type=common.positive_int, default=20)
+    parser.add_argument("--lr", type=common.positive_float, default=0.05)
     args = parser.parse_args(argv)
     dtype = common.dtype_of(args.dtype)
     edges_np, graph_np = balanced_tree(args.branching, args.depth)

@@ -99,15 +99,15 @@ def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0], epochs=30)
     parser.add_argument("--bn", default="aim", choices=METRICS)
     parser.add_argument("--compare", action="store_true", help="train every --bn choice")
-    parser.add_argument("--hidden", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--batch-size", type=int, default=30)
-    parser.add_argument("--mean-iters", type=int, default=1,
+    parser.add_argument("--hidden", type=common.positive_int, default=10)
+    parser.add_argument("--lr", type=common.positive_float, default=1e-2)
+    parser.add_argument("--batch-size", type=common.int_at_least(2), default=30)
+    parser.add_argument("--mean-iters", type=common.positive_int, default=1,
                         help="Karcher iterations of the batch mean in training (1 as in SPDNetBN)")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds to average")
+    parser.add_argument("--seeds", type=common.positive_int, default=1, help="number of seeds to average")
     parser.add_argument("--features", default="gaussian", choices=["gaussian", "covariance"],
                         help="Gaussian embedding (13x13, default) or the OAS covariance (12x12)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N trials")
+    parser.add_argument("--limit", type=common.positive_int, default=None, help="use only the first N trials")
     args = parser.parse_args(argv)
     dtype, device = common.dtype_of(args.dtype), torch.device(args.device)
 

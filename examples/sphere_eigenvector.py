@@ -40,4 +40,6 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
+    if args.n < 2 or args.steps < 1:
+        parser.error(f"need --n >= 2 and --steps >= 1, got --n {args.n} --steps {args.steps}")
     main(args.n, args.steps)

@@ -55,3 +55,41 @@ def test_hyperbolic_tree(tmp_path):
     rows = results(tmp_path, "hyperbolic_tree")["rows"]
     assert all(0.0 < r[1] <= 1.0 for r in rows)
     assert (tmp_path / "hyperbolic_tree_disk.png").exists()
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("japanese_vowels", ["--epochs", "0"], "--epochs: must be at least 1, got 0"),
+    ("japanese_vowels", ["--seed", "-3"], "--seed: must be in 0 .. 2**32 - 1, got -3"),
+    ("japanese_vowels", ["--batch-size", "1"], "--batch-size: must be at least 2, got 1"),
+    ("japanese_vowels", ["--device", "nonsense"], "--device: Expected one of"),
+    ("grassmann_digits", ["--subspace-dim", "20"], "--subspace-dim 20 exceeds --features 16"),
+    ("grassmann_digits", ["--lr", "-0.1"], "--lr: must be finite and >= 0, got -0.1"),
+    ("hyperbolic_tree", ["--lr", "0"], "--lr: must be > 0, got 0"),
+    ("hyperbolic_tree", ["--depth", "two"], "--depth: invalid integer >= 1 value: 'two'"),
+    ("mamem_ssvep", ["--shrinkage", "1.5"], "--shrinkage: must be in [0, 1], got 1.5"),
+    ("mamem_ssvep", ["--band", "30", "10"], "--band 30 10: need 0 <= LOW < HIGH < 62.5 Hz"),
+    ("mamem_ssvep", ["--weight-decay", "nan"], "--weight-decay: must be finite and >= 0, got nan"),
+])
+def test_bad_arguments_exit_with_a_message(module, argv, message, capsys):
+    pytest.importorskip("tqdm")
+    pytest.importorskip("matplotlib")
+    main = __import__(module).main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--out", "unused"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unavailable_device_is_refused():
+    pytest.importorskip("tqdm")
+    import argparse
+
+    import torch
+
+    import common
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is available")
+    with pytest.raises(argparse.ArgumentTypeError, match="no cuda device is available here"):
+        common.device_name("cuda")
+    assert common.device_name("cpu") == "cpu"
