@@ -5,8 +5,11 @@ passed through a linear convolutional front end (MAtt's, Pan et al. 2022: a spat
 to ``--maps`` virtual electrodes, then a temporal convolution to C' channels), pooled into a
 C' x C' covariance matrix (or one per time segment, ``--segments``) and classified by
 BiMap -> SPDBatchNorm -> ReEig -> LogEig -> Vech -> Linear, trained with RiemannianAdam. Per
-subject, trials 0-299 train, 300-399 select the epoch (best validation accuracy) and 400-499 are
-the test trials, reported at that epoch; the table gives the mean and standard deviation (over
+subject, trials 0-299 train, 300-399 rank the epochs (validation accuracy, ties broken by the
+lower validation loss) and 400-499 are the test trials. The test prediction is the mean of the
+class probabilities of the ``--snapshots`` best-ranked epochs of the run (a snapshot ensemble:
+no extra training, chosen on validation only; ``--snapshots 1`` is the best epoch alone, whose
+test accuracy the table also gives); the table gives the mean and standard deviation (over
 subjects) of the test accuracy. The defaults were chosen on the validation accuracy only. The
 data are read from ``--data-dir`` (never downloaded).
 
@@ -235,8 +238,9 @@ def fit(bn: str, datasets: list, args, dtype, device, label: str):
     or, with several, one network whose batch norms are per subject (``--pooled``). Every epoch
     records each subject's validation and test accuracy.
 
-    Returns, per subject, the history and the selected epoch: the best validation accuracy,
-    ties broken by the lower validation loss (test accuracy plays no part in the choice).
+    Returns, per subject, the history and the epochs ranked by validation accuracy, ties
+    broken by the lower validation loss (test accuracy plays no part in the ranking), with the
+    class probabilities of every epoch on the validation and test trials.
     """
     common.seed_everything(args.seed)
     models = per_subject_copies(make_model(bn, args, dtype=dtype, device=device), len(datasets))
@@ -245,23 +249,34 @@ def fit(bn: str, datasets: list, args, dtype, device, label: str):
     generator = torch.Generator().manual_seed(args.seed)
     keys = ("epoch", "loss", "eval_accuracy", "validation_loss", "test_accuracy")
     histories = [{key: [] for key in keys} for _ in datasets]
+    probabilities = [{"validation": [], "test": []} for _ in datasets]
     bar = common.tqdm(range(args.epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
         train_loss = train_epoch(models, optimizer, loss_fn, datasets, args.batch_size, generator,
                                  dtype, device)
-        for model, data, history in zip(models, datasets, histories):
+        for model, data, history, probs in zip(models, datasets, histories, probabilities):
             logits = session_logits(model, data["validation"][0], args.adapt)
+            test_logits = session_logits(model, data["test"][0], args.adapt)
             history["epoch"].append(epoch + 1)
             history["loss"].append(train_loss)
             history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
             history["eval_accuracy"].append(common.hit_rate(logits, data["validation"][1]))
-            history["test_accuracy"].append(
-                common.hit_rate(session_logits(model, data["test"][0], args.adapt), data["test"][1]))
+            history["test_accuracy"].append(common.hit_rate(test_logits, data["test"][1]))
+            probs["validation"].append(torch.softmax(logits.double(), -1).cpu())
+            probs["test"].append(torch.softmax(test_logits.double(), -1).cpu())
         validation = np.mean([h["eval_accuracy"][-1] for h in histories])
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{validation:.2f}")
-    return [(history, max(range(args.epochs), key=lambda e: (history["eval_accuracy"][e],
-                                                              -history["validation_loss"][e])))
-            for history in histories]
+    return [(history, sorted(range(args.epochs), key=lambda e: (-history["eval_accuracy"][e],
+                                                                 history["validation_loss"][e])),
+             probs)
+            for history, probs in zip(histories, probabilities)]
+
+
+def snapshot_accuracy(probs: dict, ranking: list, k: int, labels: torch.Tensor, split: str) -> float:
+    """Accuracy on ``split`` of the mean class probabilities of the ``k`` first epochs of
+    ``ranking`` (a snapshot ensemble of one training run; ``k = 1``: the best epoch)."""
+    mean = torch.stack([probs[split][e] for e in ranking[:k]]).mean(0)
+    return common.hit_rate(mean, labels.cpu())
 
 
 def main(argv=None) -> int:
@@ -288,6 +303,9 @@ def main(argv=None) -> int:
     parser.add_argument("--adapt", action="store_true",
                         help="normalise the validation and test sessions by their own batch "
                              "statistics (unsupervised, no labels)")
+    parser.add_argument("--snapshots", type=common.positive_int, default=5,
+                        help="test with the mean class probabilities of this many epochs, those "
+                             "with the best validation accuracy (1: the best epoch alone)")
     parser.add_argument("--lr", type=common.positive_float, default=2e-3)
     parser.add_argument("--weight-decay", type=common.non_negative_float, default=1e-2)
     parser.add_argument("--batch-size", type=common.int_at_least(2), default=32)
@@ -328,28 +346,36 @@ def main(argv=None) -> int:
             fits = fit(bn, [datasets[s] for s in group], args, dtype, device,
                        f"{'pooled' if args.pooled else group[0]} bn={bn}")
             seconds = (time.perf_counter() - start) / len(group)
-            for subject, (history, best) in zip(group, fits):
-                results[bn][subject] = {"epoch": best + 1,
-                                        "validation_accuracy": history["eval_accuracy"][best],
-                                        "test_accuracy": history["test_accuracy"][best],
-                                        "seconds": seconds, "curves": history}
+            for subject, (history, ranking, probs) in zip(group, fits):
+                best = ranking[0]
+                data = datasets[subject]
+                k = args.snapshots
+                results[bn][subject] = {
+                    "epoch": best + 1, "snapshot_epochs": [e + 1 for e in ranking[:k]],
+                    "validation_accuracy": history["eval_accuracy"][best],
+                    "best_epoch_test_accuracy": history["test_accuracy"][best],
+                    "test_accuracy": snapshot_accuracy(probs, ranking, k, data["test"][1], "test"),
+                    "seconds": seconds, "curves": history}
                 print(f"{subject} bn={bn}: epoch {best + 1}, validation "
-                      f"{history['eval_accuracy'][best]:.2f}, test {history['test_accuracy'][best]:.2f}",
+                      f"{history['eval_accuracy'][best]:.2f}, test {history['test_accuracy'][best]:.2f}"
+                      f" (the {k} best epochs: {results[bn][subject]['test_accuracy']:.2f})",
                       file=sys.stderr)
 
-    columns = ["model", "test accuracy mean", "test accuracy std", "validation accuracy mean",
-               "train seconds"]
+    columns = ["model", "test accuracy mean", "test accuracy std", "best epoch: test accuracy mean",
+               "best epoch: validation accuracy mean", "train seconds"]
     rows = []
     for bn in variants:
-        test = np.array([r["test_accuracy"] for r in results[bn].values()])
-        val = np.array([r["validation_accuracy"] for r in results[bn].values()])
+        test, best_test, val = (np.array([r[key] for r in results[bn].values()]) for key in
+                                ("test_accuracy", "best_epoch_test_accuracy", "validation_accuracy"))
         seconds = sum(r["seconds"] for r in results[bn].values())
         name = f"batch norm: {bn}" + (" (per subject)" if args.pooled and bn != "none" else "")
-        rows.append([name, float(test.mean()), float(test.std()), float(val.mean()),
-                     round(seconds, 1)])
+        rows.append([name, float(test.mean()), float(test.std()), float(best_test.mean()),
+                     float(val.mean()), round(seconds, 1)])
     setting = "one network for all, " if args.pooled else ""
+    chosen = ("the best epoch on validation" if args.snapshots == 1 else
+              f"mean probabilities of the {args.snapshots} best epochs on validation")
     common.print_table(f"MAMEM-SSVEP-II, {len(args.subjects)} subjects, {setting}seed {args.seed}, "
-                       f"{args.epochs} epochs (epoch selected on validation)", columns, rows)
+                       f"{args.epochs} epochs (test: {chosen})", columns, rows)
     # one curve per variant (the mean over subjects) keeps the plot readable; the JSON holds
     # every subject's curves under "subjects"
     histories = {f"bn={bn}": {key: np.mean([r["curves"][key] for r in results[bn].values()], 0).tolist()

@@ -144,3 +144,38 @@ def test_per_subject_copies_share_all_but_the_batch_norms():
     assert all(p.grad is None for m in second.modules() if isinstance(m, norms)
                for p in m.parameters())
     assert all(p.grad is not None for p in first.parameters())
+
+
+def test_snapshot_accuracy_averages_the_probabilities_of_the_first_ranked_epochs():
+    import torch
+
+    example = _example()
+    labels = torch.tensor([0, 1, 1])
+    # epoch 0 gets trial 2 wrong, epoch 1 trial 1, epoch 2 every trial
+    epochs = [torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
+              torch.tensor([[0.6, 0.4], [0.9, 0.1], [0.1, 0.9]]),
+              torch.tensor([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1]])]
+    probs = {"test": epochs}
+    assert example.snapshot_accuracy(probs, [0, 1, 2], 1, labels, "test") == 2 / 3
+    # mean of epochs 0 and 1: [[.75, .25], [.55, .45], [.35, .65]] -> trial 1 wrong
+    assert example.snapshot_accuracy(probs, [0, 1, 2], 2, labels, "test") == 2 / 3
+    # mean of epochs 1 and 0 (same set) and of all three
+    assert example.snapshot_accuracy(probs, [1, 0, 2], 2, labels, "test") == 2 / 3
+    assert example.snapshot_accuracy(probs, [2, 1, 0], 3, labels, "test") == 1 / 3
+    # k beyond the number of epochs takes them all
+    assert example.snapshot_accuracy(probs, [1], 5, labels, "test") == 2 / 3
+    assert example.snapshot_accuracy(probs, [2, 1, 0], 1, labels, "test") == 0.0
+
+
+@needs_data
+def test_snapshots_are_the_epochs_with_the_best_validation_accuracy(tmp_path):
+    mamem_ssvep = _example()
+    status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", "U001", "--epochs", "3",
+                               "--limit", "40", "--snapshots", "2", "--out", str(tmp_path)])
+    assert status == 0
+    subject = json.loads((tmp_path / "mamem_ssvep.json").read_text())["subjects"]["aim"]["U001"]
+    curves = subject["curves"]
+    key = {e: (-curves["eval_accuracy"][e - 1], curves["validation_loss"][e - 1]) for e in (1, 2, 3)}
+    assert subject["snapshot_epochs"] == sorted(key, key=key.get)[:2]
+    assert subject["epoch"] == subject["snapshot_epochs"][0]
+    assert subject["best_epoch_test_accuracy"] == curves["test_accuracy"][subject["epoch"] - 1]
