@@ -13,20 +13,23 @@ test accuracy the table also gives); the table gives the mean and standard devia
 subjects) of the test accuracy. The defaults were chosen on the validation accuracy only. The
 data are read from ``--data-dir`` (never downloaded).
 
-``--pooled`` trains one network on the training trials of all the subjects together, with a
+By default one network is trained on the training trials of all the subjects together, with a
 copy of every batch norm per subject (its own statistics, bias and scale; every minibatch holds
 one subject's trials): the domain-specific batch norm of SPDDSMBN (Kobler et al. 2022). The
-splits, the per-subject epoch selection and the test trials stay those above.
+splits, the per-subject ranking of epochs and the test trials stay those above;
+``--no-pooled`` trains one network per subject instead.
 
     python examples/mamem_ssvep.py                 # batch norm under the affine-invariant metric
+    python examples/mamem_ssvep.py --bn none       # the same network without the SPD batch norm
     python examples/mamem_ssvep.py --bn lem        # another metric
     python examples/mamem_ssvep.py --compare       # every metric and no batch norm
+    python examples/mamem_ssvep.py --snapshots 1   # test at the best validation epoch alone
+    python examples/mamem_ssvep.py --no-pooled     # one network per subject
     python examples/mamem_ssvep.py --crops         # train on random 1 s crops of the recordings
     python examples/mamem_ssvep.py --adapt         # each session normalised by its own statistics
-    python examples/mamem_ssvep.py --pooled        # one network, batch norms per subject
-    python examples/mamem_ssvep.py --pooled --adapt --compare   # the best setting (README)
 """
 
+import argparse
 import copy
 import json
 import os
@@ -297,13 +300,13 @@ def main(argv=None) -> int:
     parser.add_argument("--shrinkage", type=common.fraction, default=0.0)
     parser.add_argument("--crops", action="store_true",
                         help="train on windows at random offsets of the 4 s training recordings")
-    parser.add_argument("--pooled", action="store_true",
+    parser.add_argument("--pooled", action=argparse.BooleanOptionalAction, default=True,
                         help="one network trained on every subject's training trials, with "
-                             "batch norms per subject")
+                             "batch norms per subject (--no-pooled: one network per subject)")
     parser.add_argument("--adapt", action="store_true",
                         help="normalise the validation and test sessions by their own batch "
                              "statistics (unsupervised, no labels)")
-    parser.add_argument("--snapshots", type=common.positive_int, default=5,
+    parser.add_argument("--snapshots", type=common.positive_int, default=10,
                         help="test with the mean class probabilities of this many epochs, those "
                              "with the best validation accuracy (1: the best epoch alone)")
     parser.add_argument("--lr", type=common.positive_float, default=2e-3)

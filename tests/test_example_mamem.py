@@ -1,7 +1,8 @@
-"""Smoke test of examples/mamem_ssvep.py: one epoch on a slice of one subject, with one
-covariance per window (the default), with one per time segment, with training crops, with
-session statistics, and one network for two subjects; the crops' recordings rebuild the trials;
-the per-subject copies share every weight but the batch norms'."""
+"""Smoke test of examples/mamem_ssvep.py: one epoch on a slice of the data, with one covariance
+per window (the default), with one per time segment, with training crops, with session
+statistics, one network for two subjects (the default) or one each; the crops' recordings
+rebuild the trials; the per-subject copies share every weight but the batch norms'; the
+snapshot ensemble averages the epochs ranked best on validation."""
 
 import json
 import math
@@ -58,10 +59,10 @@ def test_crops_come_from_the_recordings_of_the_training_trials():
 
 @needs_data
 @pytest.mark.parametrize("segments, option", [(1, None), (3, None), (1, "--crops"),
-                                             (1, "--adapt"), (1, "--pooled")])
+                                             (1, "--adapt"), (1, "--no-pooled")])
 def test_mamem_ssvep_runs(tmp_path, segments, option):
     mamem_ssvep = _example()
-    subjects = ["U001", "U002"] if option == "--pooled" else ["U001"]
+    subjects = ["U001", "U002"] if option in (None, "--no-pooled") else ["U001"]
     status = mamem_ssvep.main(["--data-dir", DATA, "--subjects", *subjects, "--epochs", "1",
                                "--limit", "40", "--bn", "aim", "--segments", str(segments),
                                "--out", str(tmp_path)] + ([option] if option else []))
