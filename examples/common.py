@@ -69,8 +69,9 @@ def device_name(text: str) -> str:
     available = getattr(backend, "is_available", None)
     if device.type != "cpu" and (available is None or not available()):
         raise argparse.ArgumentTypeError(f"{text}: no {device.type} device is available here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text}: only {torch.cuda.device_count()} CUDA device(s)")
+    count = torch.cuda.device_count() if device.type == "cuda" else None
+    if count is not None and device.index is not None and device.index >= count:
+        raise argparse.ArgumentTypeError(f"{text}: only {count} CUDA device(s)")
     return text
 
 

@@ -292,11 +292,12 @@ def main(argv=None) -> int:
                         help="band-pass in Hz")
     parser.add_argument("--front", default="spatial", choices=["temporal", "spatial"],
                         help="which convolution of the front end comes first")
-    parser.add_argument("--maps", type=common.positive_int, default=40, help="feature maps of the first convolution")
-    parser.add_argument("--feature-maps", type=common.positive_int, default=15, help="covariance size C'")
-    parser.add_argument("--kernel", type=common.positive_int, default=36, help="temporal kernel length (samples)")
-    parser.add_argument("--hidden", type=common.positive_int, default=12, help="BiMap output size")
-    parser.add_argument("--segments", type=common.positive_int, default=1, help="covariances per window")
+    count = common.positive_int
+    parser.add_argument("--maps", type=count, default=40, help="feature maps of the first convolution")
+    parser.add_argument("--feature-maps", type=count, default=15, help="covariance size C'")
+    parser.add_argument("--kernel", type=count, default=36, help="temporal kernel length (samples)")
+    parser.add_argument("--hidden", type=count, default=12, help="BiMap output size")
+    parser.add_argument("--segments", type=count, default=1, help="covariances per window")
     parser.add_argument("--shrinkage", type=common.fraction, default=0.0)
     parser.add_argument("--crops", action="store_true",
                         help="train on windows at random offsets of the 4 s training recordings")
@@ -306,13 +307,13 @@ def main(argv=None) -> int:
     parser.add_argument("--adapt", action="store_true",
                         help="normalise the validation and test sessions by their own batch "
                              "statistics (unsupervised, no labels)")
-    parser.add_argument("--snapshots", type=common.positive_int, default=10,
+    parser.add_argument("--snapshots", type=count, default=10,
                         help="test with the mean class probabilities of this many epochs, those "
                              "with the best validation accuracy (1: the best epoch alone)")
     parser.add_argument("--lr", type=common.positive_float, default=2e-3)
     parser.add_argument("--weight-decay", type=common.non_negative_float, default=1e-2)
     parser.add_argument("--batch-size", type=common.int_at_least(2), default=32)
-    parser.add_argument("--threads", type=common.positive_int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=count, default=None, help="torch.set_num_threads")
     parser.add_argument("--limit", type=common.int_at_least(2), default=None,
                         help="use only the first N trials of each split (smoke tests)")
     # the convolutions dominate the cost and float32 halves it; the SPD layers are well
