@@ -41,7 +41,9 @@ def checks_inputs(*roles):
     ``"point"``, ``"tangent vector"`` and ``"ambient"`` (a tensor of the point shape that need
     not be tangent, such as a Euclidean gradient) are checked by
     :meth:`Manifold._check_input`; ``None`` marks an argument left alone (a scalar). An
-    argument passed as ``None`` (an optional one) is skipped.
+    argument passed as ``None`` (an optional one) is skipped. The decorated method carries
+    ``input_roles`` (``{argument: role}``); its body should call the plain formulas rather than
+    other decorated methods, whose checks would repeat on the same tensors.
     """
     if any(role not in ROLES + (None,) for role in roles):
         raise ValueError(f"roles must be among {ROLES} or None, got {roles}")

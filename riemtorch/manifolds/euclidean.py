@@ -45,7 +45,8 @@ class Euclidean(Manifold):
 
     @checks_inputs("point", "tangent vector")
     def norm(self, x, u, keepdim=False):
-        return safe_sqrt(self.inner(x, u, keepdim=keepdim))
+        return safe_sqrt(self._sum(u.square().expand(torch.broadcast_shapes(x.shape, u.shape)),
+                                   keepdim))
 
     @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):

@@ -12,6 +12,10 @@ from riemtorch.linalg.safe import safe_sqrt
 _RETRACTIONS = ("exp", "polar", "qr", "cayley")
 
 
+def _gyroadd(x, y):
+    return gm.rotate_from_origin_frame(gm.log_at_origin(x), y)
+
+
 class Grassmann(Manifold):
     """Subspaces represented by orthonormal bases ``X`` of shape ``(..., n, p)``.
 
@@ -113,7 +117,8 @@ class Grassmann(Manifold):
 
     @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
-        return safe_sqrt(self.dist2(x, y, keepdim))
+        d = safe_sqrt(gm.grassmann_dist2(x, y))
+        return d[..., None, None] if keepdim else d
 
     @checks_inputs("point", "tangent vector")
     def retr(self, x, u):
@@ -124,7 +129,7 @@ class Grassmann(Manifold):
         if self.retraction == "cayley":
             x, u = torch.broadcast_tensors(x, u)
             return sm.cayley_transform(x, torch.cat((u, x), -1), torch.cat((x, -u), -1), u)
-        return self.expmap(x, u)
+        return gm.grassmann_expmap(x, u)
 
     @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
@@ -153,7 +158,7 @@ class Grassmann(Manifold):
     @checks_inputs("point", "point")
     def gyroadd(self, x, y):
         """``x + y = expm(Omega_x) y``, shape ``(..., n, p)``."""
-        return gm.rotate_from_origin_frame(gm.log_at_origin(x), y)
+        return _gyroadd(x, y)
 
     @checks_inputs("point")
     def gyroinv(self, x):
@@ -170,6 +175,6 @@ class Grassmann(Manifold):
     def gyration(self, x, y, z):
         """``gyr[x, y] z = -(x + y) + (x + (y + z))``, an orthogonal map of ``R^n`` applied to
         the basis ``z`` (so an isometry), with ``gyr[x, y] I_{n,p}`` spanning the origin."""
-        xy = self.gyroadd(x, y)
-        xyz = self.gyroadd(x, self.gyroadd(y, z))
+        xy = _gyroadd(x, y)
+        xyz = _gyroadd(x, _gyroadd(y, z))
         return gm.rotate_from_origin_frame(-gm.log_at_origin(xy), xyz)

@@ -104,12 +104,13 @@ class Lorentz(ConstantCurvature):
 
     @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
-        return self.dist(x, y, keepdim=keepdim).square()
+        return lm.dist(x, y, k=self._k(x), keepdim=keepdim).square()
 
     @checks_inputs("point")
     def dist0(self, x, keepdim=False):
         """Distance from the origin."""
-        return self.dist(self.origin(dtype=x.dtype, device=x.device, n=x.shape[-1]), x, keepdim)
+        origin = self.origin(dtype=x.dtype, device=x.device, n=x.shape[-1])
+        return lm.dist(origin, x, k=self._k(x), keepdim=keepdim)
 
     # ---- maps --------------------------------------------------------------------------------
     @checks_inputs("point", "tangent vector")
@@ -144,15 +145,12 @@ class Lorentz(ConstantCurvature):
         """Inverse of :meth:`lorentz_to_poincare`."""
         return lm.poincare_to_lorentz(p, self._k(p))
 
-    def _ball_k(self, x):
-        return -1 / self._k(x)
-
     @checks_inputs("point", "point")
     def gyroadd(self, x, y):
         """Möbius addition carried over from the ball."""
-        kb = self._ball_k(x)
-        p = sm.mobius_add(self.lorentz_to_poincare(x), self.lorentz_to_poincare(y), k=kb)
-        return self.poincare_to_lorentz(p)
+        k = self._k(x)
+        p = sm.mobius_add(lm.lorentz_to_poincare(x, k), lm.lorentz_to_poincare(y, k), k=-1 / k)
+        return lm.poincare_to_lorentz(p, k)
 
     @checks_inputs("point")
     def gyroinv(self, x):
@@ -162,14 +160,15 @@ class Lorentz(ConstantCurvature):
     @checks_inputs(None, "point")
     def gyroscalarmul(self, t, x):
         """``t ⊗ x = expmap0(t logmap0(x))``; ``t`` a number or a tensor over the batch."""
-        return self.expmap0(self.scale_tangent(t, self.logmap0(x)))
+        k = self._k(x)
+        return lm.expmap0(self.scale_tangent(t, lm.logmap0(x, k=k)), k=k)
 
     @checks_inputs("point", "point", "tangent vector")
     def gyration(self, x, y, z):
         """``gyr[x, y] z``: the ball gyration (linear, orthogonal) acting on the spatial part."""
-        kb = self._ball_k(z)
-        zs = sm.gyration(self.lorentz_to_poincare(x), self.lorentz_to_poincare(y), z[..., 1:],
-                         k=kb)
+        k = self._k(z)
+        zs = sm.gyration(lm.lorentz_to_poincare(x, k), lm.lorentz_to_poincare(y, k), z[..., 1:],
+                         k=-1 / k)
         return torch.cat((z[..., :1].expand(zs.shape[:-1] + (1,)), zs), dim=-1)
 
     # ---- sampling and means ------------------------------------------------------------------

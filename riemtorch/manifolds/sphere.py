@@ -103,13 +103,16 @@ class Sphere(Manifold):
 
     @checks_inputs("point", "point")
     def dist(self, x, y, keepdim=False):
-        _, s, c = self._chord(x, y)
-        d = torch.atan2(s, c)
-        return d if keepdim else d.squeeze(-1)
+        return self._angle(x, y, keepdim)
 
     @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
-        return self.dist(x, y, keepdim).square()
+        return self._angle(x, y, keepdim).square()
+
+    def _angle(self, x, y, keepdim):
+        _, s, c = self._chord(x, y)
+        d = torch.atan2(s, c)
+        return d if keepdim else d.squeeze(-1)
 
     @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):

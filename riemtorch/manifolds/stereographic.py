@@ -82,7 +82,7 @@ class Stereographic(ConstantCurvature):
 
     @checks_inputs("point", "ambient")
     def egrad2rgrad(self, x, g):
-        return g / self.lambda_x(x, keepdim=True) ** 2
+        return g / sm.lambda_x(x, self._k(x), keepdim=True) ** 2
 
     @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
@@ -100,7 +100,7 @@ class Stereographic(ConstantCurvature):
 
     @checks_inputs("point", "point")
     def dist2(self, x, y, keepdim=False):
-        return self.dist(x, y, keepdim=keepdim).square()
+        return sm.dist(x, y, k=self._k(x), keepdim=keepdim).square()
 
     @checks_inputs("point")
     def dist0(self, x, keepdim=False):
@@ -133,12 +133,12 @@ class Stereographic(ConstantCurvature):
     @checks_inputs("point", "tangent vector")
     def transp0(self, y, v):
         """Parallel transport of ``v`` from the origin to ``y``: ``(2 / lambda_y) v``."""
-        return 2 / self.lambda_x(y, keepdim=True) * v
+        return 2 / sm.lambda_x(y, self._k(y), keepdim=True) * v
 
     @checks_inputs("point", "tangent vector")
     def transp0back(self, x, v):
         """Parallel transport of ``v`` from ``x`` to the origin: ``(lambda_x / 2) v``."""
-        return self.lambda_x(x, keepdim=True) / 2 * v
+        return sm.lambda_x(x, self._k(x), keepdim=True) / 2 * v
 
     # ---- gyro structure ----------------------------------------------------------------------
     @checks_inputs("point", "point")

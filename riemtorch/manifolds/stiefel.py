@@ -17,6 +17,11 @@ def _orthonormality_error(x: torch.Tensor) -> torch.Tensor:
     return (gram - eye).abs().amax() if gram.numel() else torch.zeros((), dtype=x.dtype)
 
 
+def _project_tangent(x, u):
+    """``u - x sym(x^T u)``: the projection onto the tangent space at ``x``."""
+    return u - x @ sym(x.transpose(-1, -2) @ u)
+
+
 def check_matrix_shape(shape, name: str):
     """``(ok, reason)`` for a tall ``(..., n, p)`` shape with ``n >= p >= 1``."""
     if len(shape) < 2:
@@ -113,13 +118,13 @@ class Stiefel(Manifold):
 
     @checks_inputs("point", "ambient")
     def proju(self, x, u):
-        return u - x @ sym(x.transpose(-1, -2) @ u)
+        return _project_tangent(x, u)
 
     @checks_inputs("point", "ambient")
     def egrad2rgrad(self, x, g):
         if self.metric == "canonical":
             return g - x @ (g.transpose(-1, -2) @ x)
-        return self.proju(x, g)
+        return _project_tangent(x, g)
 
     @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
@@ -147,7 +152,7 @@ class Stiefel(Manifold):
             return sm.polar(x + u)
         if self.retraction == "cayley":
             return self._cayley(x, u)
-        return self.expmap(x, u)
+        return sm.stiefel_expmap(x, u, self.beta)
 
     def _cayley(self, x, u):
         x, u = torch.broadcast_tensors(x, u)
@@ -159,7 +164,7 @@ class Stiefel(Manifold):
 
     @checks_inputs("point", "point", "tangent vector")
     def transp(self, x, y, v):
-        return self.proju(y, v)
+        return _project_tangent(y, v)
 
     def random(self, *size, n=3, p=2, dtype=None, device=None, generator=None):
         """Haar-uniform points: the ``Q`` factor (``diag(R) > 0``) of a Gaussian ``(*size, n, p)``."""

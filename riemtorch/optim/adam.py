@@ -68,26 +68,25 @@ def riemannian_adam_update(manifold, x: torch.Tensor, grad: torch.Tensor,
     rgrad = riemannian_gradient(manifold, x, grad)
     with unchecked():
         sq = squared_norm_per_point(manifold, x, rgrad)
-    if exp_avg is None:
-        exp_avg = rgrad.mul(1 - beta1)
-        exp_avg_sq = sq.mul(1 - beta2)
-    else:
-        exp_avg = exp_avg.mul(beta1).add_(rgrad, alpha=1 - beta1)
-        exp_avg_sq = exp_avg_sq.mul(beta2).add_(sq, alpha=1 - beta2)
-    if amsgrad:
-        max_exp_avg_sq = (exp_avg_sq if max_exp_avg_sq is None
-                          else torch.maximum(max_exp_avg_sq, exp_avg_sq))
-        second = max_exp_avg_sq
-    else:
-        max_exp_avg_sq = None
-        second = exp_avg_sq
-    bias_correction1 = 1 - beta1 ** step
-    bias_correction2 = 1 - beta2 ** step
-    denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
-    direction = (exp_avg / denom).mul_(-lr / bias_correction1)
-    with unchecked():
+        if exp_avg is None:
+            exp_avg = rgrad.mul(1 - beta1)
+            exp_avg_sq = sq.mul(1 - beta2)
+        else:
+            exp_avg = exp_avg.mul(beta1).add_(rgrad, alpha=1 - beta1)
+            exp_avg_sq = exp_avg_sq.mul(beta2).add_(sq, alpha=1 - beta2)
+        if amsgrad:
+            max_exp_avg_sq = (exp_avg_sq if max_exp_avg_sq is None
+                              else torch.maximum(max_exp_avg_sq, exp_avg_sq))
+            second = max_exp_avg_sq
+        else:
+            max_exp_avg_sq = None
+            second = exp_avg_sq
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+        direction = (exp_avg / denom).mul_(-lr / bias_correction1)
         new_x, exp_avg = retract_transport(manifold, retraction, x, direction, exp_avg)
-    return new_x, exp_avg, exp_avg_sq, max_exp_avg_sq
+        return new_x, exp_avg, exp_avg_sq, max_exp_avg_sq
 
 
 class RiemannianAdam(RiemannianOptimizer):
