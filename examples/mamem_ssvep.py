@@ -243,7 +243,7 @@ def fit(bn: str, datasets: list, args, dtype, device, label: str):
 
     Returns, per subject, the history and the epochs ranked by validation accuracy, ties
     broken by the lower validation loss (test accuracy plays no part in the ranking), with the
-    class probabilities of every epoch on the validation and test trials.
+    class probabilities of every epoch on the test trials (``{"test": [...]}``).
     """
     common.seed_everything(args.seed)
     models = per_subject_copies(make_model(bn, args, dtype=dtype, device=device), len(datasets))
@@ -252,7 +252,7 @@ def fit(bn: str, datasets: list, args, dtype, device, label: str):
     generator = torch.Generator().manual_seed(args.seed)
     keys = ("epoch", "loss", "eval_accuracy", "validation_loss", "test_accuracy")
     histories = [{key: [] for key in keys} for _ in datasets]
-    probabilities = [{"validation": [], "test": []} for _ in datasets]
+    probabilities = [{"test": []} for _ in datasets]
     bar = common.tqdm(range(args.epochs), desc=label, leave=False, file=sys.stderr)
     for epoch in bar:
         train_loss = train_epoch(models, optimizer, loss_fn, datasets, args.batch_size, generator,
@@ -265,7 +265,6 @@ def fit(bn: str, datasets: list, args, dtype, device, label: str):
             history["validation_loss"].append(float(loss_fn(logits, data["validation"][1])))
             history["eval_accuracy"].append(common.hit_rate(logits, data["validation"][1]))
             history["test_accuracy"].append(common.hit_rate(test_logits, data["test"][1]))
-            probs["validation"].append(torch.softmax(logits.double(), -1).cpu())
             probs["test"].append(torch.softmax(test_logits.double(), -1).cpu())
         validation = np.mean([h["eval_accuracy"][-1] for h in histories])
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{validation:.2f}")
