@@ -7,6 +7,8 @@ tests also run the default inductor backend when ``RIEMTORCH_TEST_INDUCTOR=1`` i
 """
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -27,6 +29,13 @@ def _fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+def test_import_leaves_dynamo_unloaded():
+    # torch._dynamo takes about a second to import; eager users of riemtorch do not need it
+    code = ("import sys, riemtorch, riemtorch.nn; "
+            "sys.exit(int('torch._dynamo' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def _spd_model():

@@ -33,6 +33,23 @@ from riemtorch.nn.sync import gather_batch
 from riemtorch.parameter import ManifoldParameter
 
 
+def _outside_compiled_graphs(fn):
+    """``fn`` run eagerly under ``torch.compile`` (``torch.compiler.disable``), with the disabled
+    version made on the first compiled call: the decorator imports ``torch._dynamo``, which
+    takes about a second, a cost that eager users should not pay when importing riemtorch."""
+    disabled = []
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if not torch.compiler.is_compiling():
+            return fn(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch.compiler.disable(fn))
+        return disabled[0](*args, **kwargs)
+
+    return call
+
+
 class RiemannianBatchNorm(nn.Module):
     """Batch normalisation of manifold-valued samples.
 
@@ -175,7 +192,7 @@ class RiemannianBatchNorm(nn.Module):
 
     # Kept out of compiled graphs: AOT autograd (torch 2.13) drops the batch-variance term of
     # this in-place buffer update, leaving running_var at (1 - momentum) * running_var.
-    @torch.compiler.disable
+    @_outside_compiled_graphs
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         with torch.no_grad():
             self.running_mean.copy_(self.manifold.geodesic(self.running_mean, mean, self.momentum))
