@@ -462,3 +462,65 @@ def test_an_update_checks_its_points_once(make, monkeypatch):
         # one batch of three parameters: one check of the stacked points per step
         assert calls == [(3, 4, 3)] * (step + 1)
     assert sphere.check_point(torch.stack([p.detach() for p in params]))[0]
+
+
+def _curvature_step_case(make, manifold, x, separate_groups):
+    """A point on ``manifold`` with a gradient pushing it outwards, and a gradient of ``k``
+    that scales it by 1.5 in one plain SGD step of rate 0.1 (Adam moves it by its rate); in
+    one param group or two. Returns the point, the groups and ``k`` after the step."""
+    k = manifold.k
+    point = riemtorch.ManifoldParameter(x, manifold)
+    point.grad = -0.3 * x
+    k.grad = -0.5 * k.detach() / 0.1
+    expected = nn.Parameter(k.detach().clone())
+    expected.grad = k.grad.clone()
+    make([expected]).step()
+    groups = ([{"params": [k]}, {"params": [point]}] if separate_groups
+              else [{"params": [k, point]}])
+    return point, groups, expected.detach()
+
+
+@pytest.mark.parametrize("separate_groups", [False, True])
+@pytest.mark.parametrize("make", OPTIMIZERS)
+def test_points_follow_a_stepped_curvature(make, separate_groups):
+    # The ball shrinks: a point near its boundary is stepped in the geometry of its gradient
+    # (c = 1), then projected into the new ball; a point well inside is left as stepped.
+    ball = riemtorch.PoincareBall(1.0, learnable=True, dtype=DT)
+    x = torch.tensor([[0.95, 0.0], [0.1, 0.2]], dtype=DT)
+    point, groups, new_k = _curvature_step_case(make, ball, x, separate_groups)
+    old_ball = riemtorch.PoincareBall(1.0, dtype=DT)
+    moved = riemtorch.ManifoldParameter(x.clone(), old_ball)
+    moved.grad = point.grad.clone()
+    make([moved]).step()
+    make(groups).step()
+    torch.testing.assert_close(ball.k.detach(), new_k, rtol=0, atol=0)
+    radius = float(ball.c.detach()) ** -0.5
+    assert float(moved.detach()[0].norm()) > radius  # outside the new ball before projection
+    torch.testing.assert_close(point.detach(), ball.projx(moved.detach()), rtol=0, atol=1e-15)
+    assert float(point.detach()[0].norm()) < radius
+    torch.testing.assert_close(point.detach()[1], moved.detach()[1], rtol=0, atol=0)
+    assert ball.check_point(point.detach())[0]
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+def test_hyperboloid_points_follow_a_stepped_curvature(make):
+    lorentz = riemtorch.Lorentz(1.0, learnable=True, dtype=DT)
+    x = lorentz.expmap0(torch.tensor([[0.0, 0.5, -0.3], [0.0, 1.0, 0.2]], dtype=DT))
+    point, groups, new_k = _curvature_step_case(make, lorentz, x, separate_groups=False)
+    make(groups).step()
+    torch.testing.assert_close(lorentz.k.detach(), new_k, rtol=0, atol=0)
+    assert float(new_k) > 1.05
+    assert lorentz.check_point(point.detach())[0]
+    point.grad = torch.ones_like(point)
+    make([point]).step()  # the projected point is a valid input
+    assert lorentz.check_point(point.detach())[0]
+
+
+def test_points_are_not_projected_when_the_curvature_is_fixed(monkeypatch):
+    ball = riemtorch.PoincareBall(1.0, dtype=DT)
+    point = riemtorch.ManifoldParameter(torch.tensor([[0.5, 0.1]], dtype=DT), ball)
+    calls = []
+    monkeypatch.setattr(riemtorch.PoincareBall, "projx", lambda self, x: calls.append(x) or x)
+    point.grad = torch.ones_like(point)
+    RiemannianAdam([point], lr=0.1).step()
+    assert calls == []

@@ -93,9 +93,14 @@ class Manifold(nn.Module):
     ----------
     ndim : int
         Number of trailing dimensions that make one point (2 for matrices, 1 for vectors).
+    points_follow_parameters : bool
+        Whether the set of points depends on the manifold's own learnable parameters (the
+        curvature of a ball or hyperboloid): the optimizers of :mod:`riemtorch.optim` then
+        project the manifold's parameters onto it after each step (``projx``).
     """
 
     ndim: int = 1
+    points_follow_parameters: bool = False
 
     # ---- to be implemented by every manifold -------------------------------------------------
     def projx(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,10 @@ class ConstantCurvature(Manifold):
     else a buffer, stored in float64 unless ``dtype`` says otherwise and cast to the dtype of
     the points at each use (so float64 work sees the exact value)."""
 
+    # the ball's radius and the hyperboloid move with k: optimizers project the points after
+    # stepping a learnable k (riemtorch.optim)
+    points_follow_parameters = True
+
     def __init__(self, k, learnable: bool = False, dtype=None):
         super().__init__()
         k = curvature_tensor(k, "k", dtype, learnable)

@@ -127,7 +127,7 @@ class PoincareMLR(nn.Module):
     def __init__(self, manifold: Stereographic, in_features: int, num_classes: int,
                  dtype=None, device=None):
         super().__init__()
-        if not isinstance(manifold, Stereographic) or float(manifold.k) >= 0:
+        if not isinstance(manifold, Stereographic) or float(manifold.k.detach()) >= 0:
             raise ValueError("PoincareMLR needs a Stereographic manifold of negative curvature")
         self.manifold = manifold
         self.points = ManifoldParameter(torch.zeros(num_classes, in_features, dtype=dtype,

@@ -4,6 +4,11 @@ Both are :class:`torch.optim.Optimizer` subclasses: plain parameters step exactl
 :class:`torch.optim.SGD` / :class:`torch.optim.Adam`, manifold parameters step along their
 manifold, batched over parameters that share it; learning-rate schedulers, ``zero_grad``,
 ``add_param_group`` and ``state_dict`` / ``load_state_dict`` work as usual.
+
+Manifold parameters step before plain ones, in the geometry their gradients were computed in.
+When a manifold's own parameter is stepped too (a learnable curvature), that manifold's points
+are then projected onto its new version (``projx``), with their tangent optimizer state
+(``proju``): a ball that shrinks would otherwise leave them outside.
 """
 
 from riemtorch.optim.adam import RiemannianAdam, riemannian_adam_update

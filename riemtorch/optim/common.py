@@ -95,6 +95,14 @@ def _manifold_key(manifold: Manifold) -> Hashable:
     return ("config", type(manifold), tuple(config))
 
 
+def _geometry_stepped(manifold) -> bool:
+    """Whether ``manifold``'s points depend on its own parameters (a learnable curvature moves
+    the ball's boundary and the hyperboloid) and one of those has a gradient, so may have just
+    been stepped."""
+    return (getattr(manifold, "points_follow_parameters", False)
+            and any(q.grad is not None for q in manifold.parameters()))
+
+
 def gather(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """Stack a batch along a new dimension 0 (a single tensor is used as it is)."""
     return tensors[0] if len(tensors) == 1 else torch.stack(tensors)
@@ -210,13 +218,32 @@ class RiemannianOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            plain, batches = self._partition(group)
-            if plain:
-                self._step_plain(group, plain, [p.grad for p in plain])
+        partitions = [(group, *self._partition(group)) for group in self.param_groups]
+        # Manifold parameters step first, in the geometry their gradients were computed in;
+        # the plain ones may include a manifold's own parameters (a learnable curvature), and
+        # the points of such a manifold are then projected onto its new version.
+        for group, _, batches in partitions:
             for manifold, params in batches:
                 self._step_batch(group, manifold, params)
+        for group, plain, _ in partitions:
+            if plain:
+                self._step_plain(group, plain, [p.grad for p in plain])
+        for _, _, batches in partitions:
+            for manifold, params in batches:
+                if _geometry_stepped(manifold):
+                    for p in params:
+                        self._project(manifold, p)
         return loss
+
+    def _project(self, manifold, p: torch.Tensor) -> None:
+        """Project ``p`` onto ``manifold`` (``projx``) and its tangent optimizer state onto the
+        tangent space of the projected point (``proju``), in place."""
+        with unchecked():
+            p.copy_(manifold.projx(p.data))
+            state = self.state.get(p, {})
+            for name in self._tangent_state:
+                if name in state:
+                    state[name].copy_(manifold.proju(p.data, state[name]))
 
     @torch.no_grad()
     def stabilize(self) -> None:
@@ -225,13 +252,8 @@ class RiemannianOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 manifold = manifold_of(p)
-                if manifold is None:
-                    continue
-                p.copy_(manifold.projx(p.data))
-                state = self.state.get(p, {})
-                for name in self._tangent_state:
-                    if name in state:
-                        state[name].copy_(manifold.proju(p.data, state[name]))
+                if manifold is not None:
+                    self._project(manifold, p)
 
     def _step_plain(self, group, params, grads) -> None:
         raise NotImplementedError
