@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from riemtorch import Lorentz, PoincareBall
+from riemtorch import Lorentz, PoincareBall, Stereographic
 from riemtorch.nn.hyperbolic import ExpMap0, LogMap0, LorentzLinear, PoincareMLR
 
 F64 = torch.float64
@@ -104,3 +104,14 @@ def test_exp_and_log_adapters_invert_each_other(manifold):
 def test_poincare_mlr_rejects_points_of_the_wrong_dimension():
     with pytest.raises(ValueError, match="dimension 3"):
         PoincareMLR(PoincareBall(1.0), 3, 2, dtype=F64)(torch.zeros(2, 4, dtype=F64))
+
+
+def test_poincare_mlr_rejects_a_learnable_curvature_that_left_the_ball_domain():
+    ball = Stereographic(-1.0, learnable=True, dtype=F64)
+    mlr = PoincareMLR(ball, 2, 3, dtype=F64)
+    x = torch.tensor([[0.1, 0.2]], dtype=F64)
+    assert bool(mlr(x).isfinite().all())
+    with torch.no_grad():
+        ball.k.fill_(0.25)  # a step took the curvature across zero
+    with pytest.raises(ValueError, match="negative curvature.*k = 0.25"):
+        mlr(x)

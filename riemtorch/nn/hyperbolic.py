@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from riemtorch import config
 from riemtorch.linalg.safe import safe_norm
 from riemtorch.manifolds.lorentz import Lorentz
 from riemtorch.manifolds.stereographic import Stereographic
@@ -146,6 +147,9 @@ class PoincareMLR(nn.Module):
             raise ValueError(f"expected points of dimension {self.points.shape[-1]}, "
                              f"got input of shape {tuple(x.shape)}")
         m = self.manifold
+        if config.validating() and float(m.k.detach()) >= 0:
+            raise ValueError("PoincareMLR needs a negative curvature; the learnable curvature of "
+                             f"its manifold has reached k = {float(m.k.detach()):g}")
         c = -m.k.to(dtype=x.dtype, device=x.device)
         sqrt_c = c.sqrt()
         p = self.points
