@@ -43,8 +43,9 @@ class _AIMNormalize(torch.autograd.Function):
     def forward(ctx, xs, scale, mean, var, eps, tol, max_iter, normalize, input_dtype):
         batch_stats = mean is None
         w = common.uniform_weights(xs)
+        residual = 0.0
         if batch_stats:
-            mean, frame, lam, bases = karcher.newton_iterations(xs, w, tol, max_iter)
+            mean, frame, lam, bases, residual = karcher.newton_iterations(xs, w, tol, max_iter)
         else:
             mean, var = mean.clone(), var.clone()
             frame, lam, bases = karcher.whitened_spectrum(xs, mean)
@@ -56,7 +57,7 @@ class _AIMNormalize(torch.autograd.Function):
         z = sym((u * powered.unsqueeze(-2)) @ u.transpose(-1, -2))
         ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
-        ctx.input_dtype = input_dtype
+        ctx.input_dtype, ctx.residual = input_dtype, residual
         ctx.mark_non_differentiable(mean, var)
         return z, mean, var
 
@@ -81,7 +82,8 @@ class _AIMNormalize(torch.autograd.Function):
             grad_inv_root = sym(c @ root + root @ c.transpose(-1, -2))
             vt = v.transpose(-1, -2)
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
-            z, dlog = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype)
+            z, dlog = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype,
+                                             ctx.residual)
             inner = inner + w * dlog * bases.rotate(z)
         grad_x = sym(bases.from_bases(inner, inv_root))
         return grad_x, grad_scale, None, None, None, None, None, None, None

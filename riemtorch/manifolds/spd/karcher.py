@@ -24,7 +24,8 @@ Both are finite at repeated eigenvalues (the divided differences of ``log`` are 
 without cancellation). They are the derivatives of the exact mean: when ``max_iter`` stops the
 iteration before convergence, the value returned is the last Newton iterate (on the
 benchmark's Wishart samples one step takes the gradient norm from ``3e-2`` to ``1.5e-9``) while
-the gradient remains that of the mean.
+the gradient remains that of the mean, evaluated at the iterate (so to about its ``||F||``,
+the accuracy to which the batch norm's backward then solves for it).
 """
 
 from typing import NamedTuple
@@ -225,11 +226,16 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     With ``step_past_tolerance`` the iteration takes one more step from the first estimate
     with ``||F|| <= tol``, a :func:`richardson_step` (the Newton step would cost a Hessian
     kernel and a conjugate-gradient product for a gain that no caller can see at that size),
-    and returns ``(M, None, None, None)``.
+    and returns ``(M, None, None, None, 0.0)``, or ``(M, None, None, None, None)`` when the
+    iteration cap stops it first (``||F(M)||`` unknown).
     Otherwise it ends at that estimate, or after the last step, and returns
-    ``(M, frame, lam, bases)`` with the whitened spectrum ``W_i = U_i diag(lam_i) U_i^T`` at the
-    returned ``M`` (eigenvectors as :class:`EigenBases`), so a caller that centres the samples
-    at the mean needs no further ``eigh``: ``max_iter = 1`` costs two batched ``eigh`` in all.
+    ``(M, frame, lam, bases, residual)`` with the whitened spectrum
+    ``W_i = U_i diag(lam_i) U_i^T`` at the returned ``M`` (eigenvectors as
+    :class:`EigenBases`), so a caller that centres the samples at the mean needs no further
+    ``eigh`` (``max_iter = 1`` costs two batched ``eigh`` in all), and the largest
+    ``||F(M)||`` over the batch as a float: ``M`` is within about that relative distance of
+    the mean (``H >= 1``), which bounds what the implicit derivative at ``M`` can resolve
+    (:func:`implicit_solve`).
     """
     mean = arithmetic_harmonic_start(xs, w)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
@@ -238,31 +244,34 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
         if k == max_iter and step_past_tolerance:
             break
         frame, lam, bases = whitened_spectrum(xs, mean)
-        if k == max_iter:
-            return mean, frame, lam, bases
         loglam, grad, crit = karcher_gradient(lam, bases, w)
-        if bool(crit.amax() <= tol):
+        if k == max_iter or bool(crit.amax() <= tol):
             if not step_past_tolerance:
-                return mean, frame, lam, bases
-            return richardson_step(frame.root, lam, grad, w), None, None, None
+                return mean, frame, lam, bases, float(crit.amax())
+            return richardson_step(frame.root, lam, grad, w), None, None, None, 0.0
         nu, previous = _damping(nu, crit, previous), crit
         atol = _solve_tolerance(crit, tol, last=k == max_iter - 1)
         mean = newton_step(frame.root, lam, loglam, bases, w, grad, nu, atol)
-    return mean, None, None, None
+    return mean, None, None, None, None
 
 
-def implicit_solve(root, lam, bases, w, grad_mean, input_dtype):
+def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0):
     """Solve ``H[Z] = M^1/2 G M^1/2`` for a loss gradient ``G`` of the mean ``M`` (the implicit
     function theorem at the solution), to the relative accuracy that
     :func:`~riemtorch.manifolds.spd.common.implicit_rtol` gives the user's ``input_dtype``
     (float32 input, decomposed in float64, needs about three conjugate-gradient products
-    where ten digits take seven). Returns ``Z`` and the divided differences ``dlog`` of
-    ``log`` at the ``lam``. The gradient of sample ``i`` is then
-    ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
+    where ten digits take seven), or to ``residual`` (at most ``1e-3``) where that is larger:
+    the ``||F||`` of the point ``M`` at which the derivative is evaluated, whose distance from
+    the mean (about ``||F||`` relative) already perturbs the derivative by that order (after one
+    Newton step on a batch-norm batch, ``||F|| = 5e-6``: four products instead of seven;
+    the cap keeps the solve itself accurate when a far point is given). Returns ``Z`` and
+    the divided differences ``dlog`` of ``log`` at the ``lam``. The gradient of sample ``i``
+    is then ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
     dlog = spectral.LOG.loewner(lam)
     kernel = w * 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)) * dlog
     rhs = sym(root @ grad_mean @ root)
-    atol = float(torch.linalg.matrix_norm(rhs).amax()) * common.implicit_rtol(input_dtype)
+    rtol = max(common.implicit_rtol(input_dtype), min(residual, 1e-3))
+    atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
     z = _conjugate_gradient(_Hessian(kernel, bases), rhs, atol=atol, max_iter=100)
     return z, dlog
 
@@ -270,9 +279,9 @@ def implicit_solve(root, lam, bases, w, grad_mean, input_dtype):
 class _KarcherMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, w, tol, max_iter, input_dtype):
-        mean = newton_iterations(xs, w, tol, max_iter, step_past_tolerance=True)[0]
+        mean, *_, residual = newton_iterations(xs, w, tol, max_iter, step_past_tolerance=True)
         ctx.save_for_backward(xs, w, mean)
-        ctx.input_dtype = input_dtype
+        ctx.input_dtype, ctx.residual = input_dtype, residual
         return mean
 
     @staticmethod
@@ -280,7 +289,10 @@ class _KarcherMean(torch.autograd.Function):
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
         frame, lam, bases = whitened_spectrum(xs, mean)
-        z, dlog = implicit_solve(frame.root, lam, bases, w, grad, ctx.input_dtype)
+        residual = ctx.residual
+        if residual is None:  # stopped by the iteration cap: the derivative's accuracy
+            residual = float(karcher_gradient(lam, bases, w)[2].amax())
+        z, dlog = implicit_solve(frame.root, lam, bases, w, grad, ctx.input_dtype, residual)
         rotated = bases.rotate(z)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
