@@ -14,8 +14,13 @@ whitened spectrum is known, a training step costs two batched ``eigh`` for one N
 iteration (three for a mean to tolerance) and none in the backward pass, where the generic
 composition of mean, centre, scale and uncentre takes five.
 
-The backward pass, for an upstream gradient ``G_i`` of ``Z_i = W_i^t`` rotated to
-``R_i = U_i^T G_i U_i``:
+With the bias root ``R = B^1/2`` and ``W_i = U_i diag(lam) U_i^T``, the output is
+``Y_i = V_i^T diag(lam^t) V_i`` with ``V_i = U_i^T R``: one batched product for the bases and one
+for the outputs, where centring and moving to ``B`` separately take four.
+
+The backward pass, for an upstream gradient ``G_i`` of ``Y_i`` (symmetrised): the gradient of
+``Z_i = W_i^t`` is ``R G_i R``, rotated to ``R_i = V_i G_i V_i^T``; the gradient of ``R`` is
+``S + S^T`` with ``S = sum_i Z_i R G_i = sum_i U_i diag(lam^t) V_i G_i``; and
 
 * ``dL/dt = sum_i sum_a (R_i)_aa lam_a^t log lam_a``, hence the gradients of ``s`` and of ``v``;
 * ``dL/dW_i = U_i (K^t o R_i + diag(2 (dL/dv) log lam / (N lam))) U_i^T`` with the Loewner
@@ -40,7 +45,8 @@ def _diagonal(a):
 
 class _AIMNormalize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, scale, mean, var, eps, tol, max_iter, normalize, input_dtype):
+    def forward(ctx, xs, scale, bias_root, mean, var, eps, tol, max_iter, normalize,
+                input_dtype):
         batch_stats = mean is None
         w = common.uniform_weights(xs)
         residual = 0.0
@@ -54,19 +60,26 @@ class _AIMNormalize(torch.autograd.Function):
             var = loglam.square().sum(-1).mean(0)
         t = scale / (var + eps).sqrt() if normalize else torch.ones_like(var)
         powered = (t.unsqueeze(-1) * loglam).exp()
-        z = sym((u * powered.unsqueeze(-2)) @ u.transpose(-1, -2))
-        ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u)
+        # Y_i = R U_i diag(powered_i) U_i^T R = V_i^T diag(powered_i) V_i with V_i = U_i^T R
+        vt = u.transpose(-1, -2) @ bias_root
+        y = sym((vt.transpose(-1, -2) * powered.unsqueeze(-2)) @ vt)
+        ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u, vt)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
         ctx.input_dtype, ctx.residual = input_dtype, residual
         ctx.mark_non_differentiable(mean, var)
-        return z, mean, var
+        return y, mean, var
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_z, _grad_mean, _grad_var):
-        var, t, w, root, inv_root, mu, v, lam, loglam, powered, u = ctx.saved_tensors
+    def backward(ctx, grad_y, _grad_mean, _grad_var):
+        var, t, w, root, inv_root, mu, v, lam, loglam, powered, u, vt = ctx.saved_tensors
         bases = EigenBases(u)
-        rotated = u.transpose(-1, -2) @ sym(grad_z) @ u
+        grad_y = sym(grad_y)
+        # dL/dZ_i = R G_i R rotated to the eigenbasis: V_i G_i V_i^T
+        rotated = vt @ grad_y @ vt.transpose(-1, -2)
+        # dL/dR = S + S^T with S = sum_i Z_i R G_i = sum_i U_i diag(powered_i) V_i G_i
+        s = (u @ ((powered.unsqueeze(-1) * vt) @ grad_y)).sum(0)
+        grad_bias_root = s + s.transpose(-1, -2)
         grad_scale = None
         inner = spectral.Power(t[..., None, None]).loewner(lam) * rotated
         if ctx.normalize:
@@ -86,12 +99,13 @@ class _AIMNormalize(torch.autograd.Function):
                                              ctx.residual)
             inner = inner + w * dlog * bases.rotate(z)
         grad_x = sym(bases.from_bases(inner, inv_root))
-        return grad_x, grad_scale, None, None, None, None, None, None, None
+        return (grad_x, grad_scale, grad_bias_root, None, None, None, None, None, None, None)
 
 
-def aim_normalize(xs, scale, mean=None, var=None, *, eps, tol, max_iter, normalize,
+def aim_normalize(xs, scale, bias_root, mean=None, var=None, *, eps, tol, max_iter, normalize,
                   input_dtype):
-    """Centre SPD samples at their affine-invariant mean and scale their dispersion.
+    """Centre SPD samples at their affine-invariant mean, scale their dispersion and move them to
+    the bias.
 
     Parameters
     ----------
@@ -99,6 +113,8 @@ def aim_normalize(xs, scale, mean=None, var=None, *, eps, tol, max_iter, normali
         Samples ``(N, *channels, n, n)`` in the working dtype.
     scale : torch.Tensor
         Target dispersion ``s`` per channel, shape ``channels``.
+    bias_root : torch.Tensor
+        ``B^1/2`` of the bias, ``(*channels, n, n)`` (differentiable).
     mean, var : torch.Tensor, optional
         Given statistics (``(*channels, n, n)`` and ``channels``, treated as constants); when
         omitted, the Karcher mean (Newton iterations, ``tol`` and ``max_iter``) and the
@@ -114,7 +130,8 @@ def aim_normalize(xs, scale, mean=None, var=None, *, eps, tol, max_iter, normali
     Returns
     -------
     tuple of torch.Tensor
-        ``W_i^t`` ``(N, *channels, n, n)``, the mean and the variance (both detached).
+        ``B^1/2 W_i^t B^1/2`` ``(N, *channels, n, n)``, the mean and the variance (both
+        detached).
     """
-    return _AIMNormalize.apply(xs, scale, mean, var, float(eps), float(tol), int(max_iter),
-                               bool(normalize), input_dtype)
+    return _AIMNormalize.apply(xs, scale, bias_root, mean, var, float(eps), float(tol),
+                               int(max_iter), bool(normalize), input_dtype)

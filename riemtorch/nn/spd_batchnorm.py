@@ -12,7 +12,6 @@ from riemtorch.manifolds.spd import (
     SPDLogCholesky,
     SPDLogEuclidean,
 )
-from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common
 from riemtorch.nn.aim_normalize import aim_normalize
 from riemtorch.nn.batchnorm import RiemannianBatchNorm
@@ -134,12 +133,12 @@ class SPDBatchNorm(RiemannianBatchNorm):
         options = dict(eps=self.eps, tol=default_mean_tolerance(dtype),
                        max_iter=100 if self.mean_iters is None else self.mean_iters,
                        normalize=self.normalize_variance, input_dtype=x.dtype)
+        root = common.sqrtm(self.bias.to(xs.dtype))
         if batch_stats:
-            z, mean, var = aim_normalize(xs, scale, **options)
+            y, mean, var = aim_normalize(xs, scale, root, **options)
             if self.training and self.track_running_stats:
                 self._update_running(mean.to(dtype), var.to(dtype))
         else:
-            z = aim_normalize(xs, scale, self.running_mean.to(xs.dtype),
+            y = aim_normalize(xs, scale, root, self.running_mean.to(xs.dtype),
                               self.running_var.to(xs.dtype), **options)[0]
-        root = common.sqrtm(self.bias.to(xs.dtype))
-        return sym(common.congruence_shared(root, z)).to(dtype)
+        return y.to(dtype)
