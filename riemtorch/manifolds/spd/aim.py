@@ -18,9 +18,10 @@ from riemtorch.manifolds.spd.base import GyroSPDManifold
 
 
 def aim_inner(x, u, v):
-    """``tr(X^-1 U X^-1 V)``, shape ``(...)``."""
+    """``tr(X^-1 U X^-1 V)``, shape ``(...)``; ``U`` is whitened once when ``V`` is ``U``."""
     chol = common.cholesky(x)
-    return common.matrix_inner(common.whiten(chol, u), common.whiten(chol, v))
+    a = common.whiten(chol, u)
+    return common.matrix_inner(a, a if v is u else common.whiten(chol, v))
 
 
 def aim_egrad(x, g):
