@@ -74,7 +74,9 @@ class RiemannianBatchNorm(nn.Module):
         Use the gyro operations of the manifold instead of transport.
     mean_iters : int, optional
         Iteration cap of the batch Fréchet mean (``None``: the solver's default, run to
-        tolerance); 1 gives the one-step approximations of the literature.
+        tolerance); 1 gives the one-step approximations of the literature. Under the
+        affine-invariant metric one step is a Newton step, and the gradient is that of the exact
+        mean, evaluated at the estimate and solved to the estimate's own accuracy.
     track_running_stats : bool
         As in ``torch.nn.BatchNorm``: when ``False`` batch statistics are used in eval mode too.
     """
