@@ -3,10 +3,11 @@
 Run ``python benchmarks/spd.py [--threads N]`` (default 2 threads, for riemtorch and every peer
 alike); float64 unless stated. riemtorch runs under ``riemtorch.config.override(validate=False)``
 (validation reads values back to check symmetry and positive definiteness; the peers do not
-validate either). The libraries are timed in interleaved rounds (one call of each per round), so
-a burst of load from other processes hits all of them alike; the table reports medians and the
-one-minute load average seen at the start. geomstats is timed in a separate process (importing
-it changes torch's default dtype for the whole process), so its ratios are less robust.
+validate either). The libraries are timed in interleaved rounds (an untimed and a timed call of
+each per round, see :func:`interleaved_median_ms`), so a burst of load from other processes hits
+all of them alike; the table reports medians and the one-minute load average seen at the
+start. geomstats is timed in a separate process (importing it changes torch's default dtype for
+the whole process), so its ratios are less robust.
 """
 
 import argparse
@@ -32,15 +33,20 @@ def median_ms(fn, repeat=5):
     return _median_ms(fn, repeat=repeat, warmup=1)
 
 
-# pause before every timed call: the BLAS threads of the previous call (numpy's OpenBLAS spins
-# for about 0.1 s after a call, OpenMP teams for a while) go idle instead of competing with it
+# pause before every call: the BLAS threads of the previous call (numpy's OpenBLAS spins for
+# about 0.1 s after a call, OpenMP teams for a while) go idle instead of competing with it
 SETTLE_S = 0.2
 
 
 def interleaved_median_ms(fns, repeat):
-    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds, each call
-    after a pause of ``SETTLE_S``. A callable that raises on its first (warm-up) call is left
-    out, with a message."""
+    """Median ms of each callable in ``fns`` (a dict), timed in interleaved rounds: in each
+    round every callable runs after a pause of ``SETTLE_S``, once untimed and once timed. The
+    untimed call wakes the cores that the pause let idle: on the 2-core machine of the reports,
+    multithreaded work is up to a quarter slower right after 0.2 s of idleness (60 batched
+    products of 1000 22 x 22 matrices: 170 ms back to back, 215 ms after a pause; a
+    single-threaded ``eigh`` is unaffected), which would count against the libraries that use
+    both threads and not against those that use one. A callable that raises on its first
+    (warm-up) call is left out, with a message."""
     working = {}
     for name, fn in fns.items():
         try:
@@ -53,6 +59,7 @@ def interleaved_median_ms(fns, repeat):
     for _ in range(repeat):
         for name, fn in working.items():
             time.sleep(SETTLE_S)
+            fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
