@@ -66,6 +66,9 @@ def _worker(rank, world, port, name, path):
         x = MODELS[name][1](torch.Generator().manual_seed(1))
         half = BATCH // world
         torch.save(run(name, x[rank * half:(rank + 1) * half], rank, world), f"{path}.{rank}")
+        # both ranks done before either tears the group down (gloo can abort a process whose
+        # peer closed the connection first)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -96,7 +96,8 @@ class Manifold(nn.Module):
     points_follow_parameters : bool
         Whether the set of points depends on the manifold's own learnable parameters (the
         curvature of a ball or hyperboloid): the optimizers of :mod:`riemtorch.optim` then
-        project the manifold's parameters onto it after each step (``projx``).
+        project the parameters that live on the manifold onto it after stepping those
+        (``projx``).
     """
 
     ndim: int = 1

@@ -61,9 +61,9 @@ class _AIMNormalize(torch.autograd.Function):
         t = scale / (var + eps).sqrt() if normalize else torch.ones_like(var)
         powered = (t.unsqueeze(-1) * loglam).exp()
         # Y_i = R U_i diag(powered_i) U_i^T R = V_i^T diag(powered_i) V_i with V_i = U_i^T R
-        vt = u.transpose(-1, -2) @ bias_root
-        y = sym((vt.transpose(-1, -2) * powered.unsqueeze(-2)) @ vt)
-        ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u, vt)
+        v_bias = u.transpose(-1, -2) @ bias_root
+        y = sym((v_bias.transpose(-1, -2) * powered.unsqueeze(-2)) @ v_bias)
+        ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u, v_bias)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
         ctx.input_dtype, ctx.residual = input_dtype, residual
         ctx.mark_non_differentiable(mean, var)
@@ -72,13 +72,13 @@ class _AIMNormalize(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, _grad_mean, _grad_var):
-        var, t, w, root, inv_root, mu, v, lam, loglam, powered, u, vt = ctx.saved_tensors
+        var, t, w, root, inv_root, mu, v, lam, loglam, powered, u, v_bias = ctx.saved_tensors
         bases = EigenBases(u)
         grad_y = sym(grad_y)
         # dL/dZ_i = R G_i R rotated to the eigenbasis: V_i G_i V_i^T
-        rotated = vt @ grad_y @ vt.transpose(-1, -2)
+        rotated = v_bias @ grad_y @ v_bias.transpose(-1, -2)
         # dL/dR = S + S^T with S = sum_i Z_i R G_i = sum_i U_i diag(powered_i) V_i G_i
-        s = (u @ ((powered.unsqueeze(-1) * vt) @ grad_y)).sum(0)
+        s = (u @ ((powered.unsqueeze(-1) * v_bias) @ grad_y)).sum(0)
         grad_bias_root = s + s.transpose(-1, -2)
         grad_scale = None
         inner = spectral.Power(t[..., None, None]).loewner(lam) * rotated
