@@ -43,7 +43,8 @@ def _grads(layer, x, weight):
 @pytest.mark.parametrize("channels", [(), (3,)])
 @pytest.mark.parametrize("kwargs", [{"mean_iters": 1}, {"mean_iters": 3},
                                     {"mean_iters": 1, "normalize_variance": False},
-                                    {"mean_iters": 1, "eps": 0.3}])
+                                    {"mean_iters": 1, "eps": 0.3},
+                                    {"mean_iters": 1, "learn_bias": False}])
 def test_fused_training_step_equals_the_generic_composition(channels, kwargs):
     gen = torch.Generator().manual_seed(0)
     x = _batch(gen, channels=channels)

@@ -77,9 +77,11 @@ class _AIMNormalize(torch.autograd.Function):
         grad_y = sym(grad_y)
         # dL/dZ_i = R G_i R rotated to the eigenbasis: V_i G_i V_i^T
         rotated = v_bias @ grad_y @ v_bias.transpose(-1, -2)
-        # dL/dR = S + S^T with S = sum_i Z_i R G_i = sum_i U_i diag(powered_i) V_i G_i
-        s = (u @ ((powered.unsqueeze(-1) * v_bias) @ grad_y)).sum(0)
-        grad_bias_root = s + s.transpose(-1, -2)
+        grad_bias_root = None
+        if ctx.needs_input_grad[2]:
+            # dL/dR = S + S^T with S = sum_i Z_i R G_i = sum_i U_i diag(powered_i) V_i G_i
+            s = (u @ ((powered.unsqueeze(-1) * v_bias) @ grad_y)).sum(0)
+            grad_bias_root = s + s.transpose(-1, -2)
         grad_scale = None
         inner = spectral.Power(t[..., None, None]).loewner(lam) * rotated
         if ctx.normalize:
