@@ -231,19 +231,21 @@ class RiemannianOptimizer(torch.optim.Optimizer):
         for _, _, batches in partitions:
             for manifold, params in batches:
                 if _geometry_stepped(manifold):
-                    for p in params:
-                        self._project(manifold, p)
+                    self._project(manifold, params)
         return loss
 
-    def _project(self, manifold, p: torch.Tensor) -> None:
-        """Project ``p`` onto ``manifold`` (``projx``) and its tangent optimizer state onto the
-        tangent space of the projected point (``proju``), in place."""
+    def _project(self, manifold, params: Sequence[torch.Tensor]) -> None:
+        """Project ``params`` (a batch on ``manifold``, or one parameter) onto it (``projx``)
+        and their tangent optimizer state onto the tangent spaces of the projected points
+        (``proju``), in place."""
         with unchecked():
-            p.copy_(manifold.projx(p.data))
-            state = self.state.get(p, {})
+            x = manifold.projx(gather([p.data for p in params]))
+            scatter_(params, x)
+            states = [self.state.get(p, {}) for p in params]
             for name in self._tangent_state:
-                if name in state:
-                    state[name].copy_(manifold.proju(p.data, state[name]))
+                if all(name in state for state in states):
+                    targets = [state[name] for state in states]
+                    scatter_(targets, manifold.proju(x, gather(targets)))
 
     @torch.no_grad()
     def stabilize(self) -> None:
@@ -253,7 +255,7 @@ class RiemannianOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 manifold = manifold_of(p)
                 if manifold is not None:
-                    self._project(manifold, p)
+                    self._project(manifold, [p])
 
     def _step_plain(self, group, params, grads) -> None:
         raise NotImplementedError
