@@ -224,6 +224,33 @@ def test_anderson_acceleration_solves_a_linear_fixed_point_in_fewer_steps():
     torch.testing.assert_close(x[0], fixed[0], rtol=0, atol=1e-12)
 
 
+def test_barycenter_refines_roots_only_after_small_moves(monkeypatch):
+    """After the large first move from the arithmetic mean the stored roots are recomputed
+    without a chord attempt (it would fail); once the iterate settles, every chord attempt
+    succeeds, and the result is the barycenter (pyRiemann-free check: its optimality)."""
+    from riemtorch.manifolds.spd import bw_barycenter
+
+    attempts = []
+    chord = bw_barycenter._chord_sqrt
+
+    def recording(*args, **kwargs):
+        rt, ok = chord(*args, **kwargs)
+        attempts.append(ok)
+        return rt, ok
+
+    monkeypatch.setattr(bw_barycenter, "_chord_sqrt", recording)
+    bw = riemtorch.SPDBuresWasserstein()
+    x = wishart(200, 10, 100, 3)
+    mean = bw.frechet_mean(x, tol=1e-10)
+    assert attempts and all(attempts)
+    grad = bw.logmap(mean.expand_as(x), x).mean(0)
+    assert float(torch.linalg.matrix_norm(grad)) <= 1e-9
+    monkeypatch.setattr(bw_barycenter, "REFRESH_CHANGE", float("inf"))
+    attempts.clear()
+    torch.testing.assert_close(bw.frechet_mean(x, tol=1e-10), mean, rtol=1e-9, atol=0)
+    assert not all(attempts)  # without the rule the first attempt is wasted
+
+
 def test_truncated_barycenter_gradient_is_that_of_the_returned_value():
     bw = riemtorch.SPDBuresWasserstein()
     x = spd((3,), n=2, cond=20.0, seed=13).requires_grad_(True)

@@ -14,7 +14,9 @@ root, ``R0 E + E R0 = V``. Kept in the stored eigenbasis (``U^T C_i U``, ``U^T R
 is one batched product and an entrywise division instead of an ``eigh``. Each step reduces the
 error by about the relative distance between the stored and the current root, a thousandfold
 once the iterate has settled; a large first residual or a step that gains less than tenfold
-triggers a fresh ``eigh``. Typically the first two iterations decompose and the rest refine.
+triggers a fresh ``eigh``, and an iterate that moved by more than ``REFRESH_CHANGE`` (relative)
+decomposes at once, without the chord attempt. Typically the first two iterations decompose
+and the rest refine.
 With ``method="newton_schulz"`` every iteration takes the roots from
 :func:`riemtorch.linalg.sqrtm_invsqrtm_newton_schulz` (matrix products only).
 
@@ -46,6 +48,10 @@ METHODS = ("eigh", "newton_schulz")
 # number reaches cond(P) cond(Q): 30 iterations keep relative errors near 1e-12 up to 1e8
 # (points up to 1e4), where the default 20 of the linalg function leave 2e-4.
 NEWTON_SCHULZ_ITERATIONS = 30
+# Relative change of the iterate above which the stored roots are not refined but recomputed:
+# the first chord residual is about that change (within a factor two on Wishart and random
+# samples), and the chord gives up above 1e-4, after work that a fresh ``eigh`` does not need.
+REFRESH_CHANGE = 1e-3
 
 
 def check_method(method) -> str:
@@ -161,6 +167,12 @@ class Anderson:
         return image - (d_img @ gamma).squeeze(-1).unflatten(-1, image.shape[-2:])
 
 
+def _relative_change(new, old) -> float:
+    """Largest ``||new - old|| / ||new||`` (Frobenius) over the batch."""
+    norm = torch.linalg.matrix_norm
+    return float((norm(new - old) / norm(new)).amax())
+
+
 def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     """The fixed-point iteration of the module docstring, without autograd, accelerated by
     :class:`Anderson` from the second update on (the first leaves the arithmetic mean with a
@@ -177,9 +189,12 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     eps = torch.finfo(xs.dtype).eps
     stored = None
     anderson = Anderson()
-    previous = None
+    previous = s_previous = None
     for iteration in range(max_iter):
         s = factor @ factor.transpose(-1, -2)
+        if stored is not None and _relative_change(s, s_previous) > REFRESH_CHANGE:
+            stored = None
+        s_previous = s
         # a relative residual near 1e3 eps is the rounding floor of C - R^2
         target = max(0.1 * tol / float(torch.linalg.matrix_norm(s).amax()), 1e3 * eps)
         q, stored = _weighted_root_sum(factor, xs, w, stored, method, target)
