@@ -86,10 +86,12 @@ def test_map_to_the_poincare_ball_is_an_isometry_carrying_the_gyro_structure(k):
 def test_curvature_buffer_parameter_and_errors():
     assert "k" in dict(Lorentz(2.0).named_buffers())
     m = Lorentz(2.0, learnable=True)
-    assert isinstance(m.k, torch.nn.Parameter) and m.k.dtype == F64
+    (t,) = m.parameters()  # log k: a learnable k stays positive
+    assert t.dtype == F64 and m.k.dtype == F64
+    torch.testing.assert_close(m.k.detach(), torch.tensor(2.0, dtype=F64), rtol=1e-15, atol=0)
     x, y, _ = sample(Lorentz(2.0), batch=4)
     m.dist(x.float(), y.float()).sum().backward()
-    assert m.k.grad is not None and bool(torch.isfinite(m.k.grad))
+    assert t.grad is not None and bool(torch.isfinite(t.grad))
     with pytest.raises(ValueError, match="k > 0"):
         Lorentz(0.0)
     ok, reason = Lorentz(1.0).check_point(torch.tensor([[-1.0, 0.0, 0.0]]))

@@ -2,6 +2,7 @@
 schedulers, options and errors."""
 
 import io
+import math
 
 import pytest
 import torch
@@ -465,19 +466,20 @@ def test_an_update_checks_its_points_once(make, monkeypatch):
 
 
 def _curvature_step_case(make, manifold, x, separate_groups):
-    """A point on ``manifold`` with a gradient pushing it outwards, and a gradient of ``k``
-    that scales it by 1.5 in one plain SGD step of rate 0.1 (Adam moves it by its rate); in
-    one param group or two. Returns the point, the groups and ``k`` after the step."""
-    k = manifold.k
+    """A point on ``manifold`` with a gradient pushing it outwards, and a gradient of the
+    curvature's parameter ``t = log|k|`` that scales ``k`` by 1.5 in one plain SGD step of rate
+    0.1 (Adam moves ``t`` by its rate); in one param group or two. Returns the point, the
+    groups and ``k`` after the step."""
+    (t,) = manifold.parameters()
     point = riemtorch.ManifoldParameter(x, manifold)
     point.grad = -0.3 * x
-    k.grad = -0.5 * k.detach() / 0.1
-    expected = nn.Parameter(k.detach().clone())
-    expected.grad = k.grad.clone()
+    t.grad = torch.full_like(t, -math.log(1.5) / 0.1)
+    expected = nn.Parameter(t.detach().clone())
+    expected.grad = t.grad.clone()
     make([expected]).step()
-    groups = ([{"params": [k]}, {"params": [point]}] if separate_groups
-              else [{"params": [k, point]}])
-    return point, groups, expected.detach()
+    groups = ([{"params": [t]}, {"params": [point]}] if separate_groups
+              else [{"params": [t, point]}])
+    return point, groups, manifold.curvature_sign * expected.detach().exp()
 
 
 @pytest.mark.parametrize("separate_groups", [False, True])
@@ -514,6 +516,26 @@ def test_hyperboloid_points_follow_a_stepped_curvature(make):
     point.grad = torch.ones_like(point)
     make([point]).step()  # the projected point is a valid input
     assert lorentz.check_point(point.detach())[0]
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+@pytest.mark.parametrize("manifold", ["ball", "lorentz"])
+def test_a_curvature_driven_towards_zero_keeps_its_sign(make, manifold):
+    # Steps of 0.5 against the curvature's magnitude: a linear k would cross zero at the second
+    # (then NaN); the log-parametrized one shrinks and the manifold stays valid.
+    m = (riemtorch.PoincareBall(1.0, learnable=True, dtype=DT) if manifold == "ball"
+         else riemtorch.Lorentz(1.0, learnable=True, dtype=DT))
+    point = riemtorch.ManifoldParameter(m.expmap0(torch.tensor(
+        [[0.0, 0.3, 0.2]] if manifold == "lorentz" else [[0.3, 0.2]], dtype=DT)).detach(), m)
+    (t,) = m.parameters()
+    opt = make([{"params": [t], "lr": 0.5}, {"params": [point]}])
+    for _ in range(6):
+        opt.zero_grad()
+        (m.k.abs() + m.dist0(point).sum()).backward()
+        opt.step()
+        assert float(m.k.detach()) * m.curvature_sign > 0
+        assert m.check_point(point.detach())[0]
+    assert float(m.k.detach().abs()) < 0.5
 
 
 def test_points_are_not_projected_when_the_curvature_is_fixed(monkeypatch):

@@ -136,7 +136,24 @@ def test_learnable_curvature_receives_gradients():
     m = PoincareBall(1.5, learnable=True)
     x, y, _ = pair(m, batch=4)
     m.dist(x.float(), y.float()).sum().backward()
-    assert m.k.grad is not None and torch.isfinite(m.k.grad) and m.k.grad.dtype == F64
+    (t,) = m.parameters()
+    assert t.grad is not None and torch.isfinite(t.grad) and t.grad.dtype == F64
+
+
+def test_learnable_ball_curvature_is_log_parametrized_and_keeps_its_sign():
+    # The trained parameter is t = log c; its gradient is the chain rule through k = -exp(t),
+    # checked against the any-sign Stereographic whose k is the parameter itself.
+    ball, free = PoincareBall(1.5, learnable=True), Stereographic(-1.5, learnable=True)
+    (t,) = ball.parameters()
+    torch.testing.assert_close(t.detach(), torch.tensor(1.5, dtype=F64).log())
+    x, y, _ = (v.detach() for v in pair(ball, batch=4))
+    ball.dist(x, y).sum().backward()
+    free.dist(x, y).sum().backward()
+    torch.testing.assert_close(t.grad, -1.5 * free.k.grad, rtol=1e-12, atol=0)
+    with torch.no_grad():
+        t.sub_(60.0)  # a step that would carry a linear c through zero
+    assert float(ball.k.detach()) < 0 and ball.check_point(x * 0)[0]
+    assert "parametrizations.k.original" in ball.state_dict()
 
 
 @pytest.mark.parametrize("k", [-1.0, 0.7])

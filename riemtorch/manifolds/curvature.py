@@ -4,6 +4,7 @@ import numbers
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from riemtorch.manifolds.base import Manifold
 
@@ -26,20 +27,46 @@ def curvature_tensor(value, name: str, dtype, learnable: bool):
     return nn.Parameter(t) if learnable else t
 
 
+class SignedExp(nn.Module):
+    """``k = sign * exp(t)``: the parametrization of a learnable curvature of fixed sign, so
+    that no optimizer step can reach ``k = 0`` or cross it (``t = log|k|``, steps on it scale
+    ``k``)."""
+
+    def __init__(self, sign: int):
+        super().__init__()
+        self.sign = sign
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sign * t.exp()
+
+    def right_inverse(self, k: torch.Tensor) -> torch.Tensor:
+        return (self.sign * k).log()
+
+
 class ConstantCurvature(Manifold):
-    """A manifold with one curvature parameter ``k``: an ``nn.Parameter`` when ``learnable``,
-    else a buffer, stored in float64 unless ``dtype`` says otherwise and cast to the dtype of
-    the points at each use (so float64 work sees the exact value)."""
+    """A manifold with one curvature parameter ``k``: learnable or a buffer, stored in float64
+    unless ``dtype`` says otherwise and cast to the dtype of the points at each use (so float64
+    work sees the exact value).
+
+    Where the model needs a fixed sign of ``k`` (``curvature_sign`` of the class), a learnable
+    ``k`` is parametrized as ``sign * exp(t)`` (:class:`SignedExp`, through
+    ``torch.nn.utils.parametrize``): the trained parameter is ``t = log|k|``, at
+    ``parametrizations.k.original``, and ``k`` stays a tensor with gradients; otherwise the
+    learnable ``k`` is itself the ``nn.Parameter``."""
 
     # the ball's radius and the hyperboloid move with k: optimizers project the points after
     # stepping a learnable k (riemtorch.optim)
     points_follow_parameters = True
+    # +1 or -1 where the model needs that sign of k, 0 where k may take any value
+    curvature_sign = 0
 
     def __init__(self, k, learnable: bool = False, dtype=None):
         super().__init__()
         k = curvature_tensor(k, "k", dtype, learnable)
         if learnable:
             self.k = k
+            if self.curvature_sign:
+                parametrize.register_parametrization(self, "k", SignedExp(self.curvature_sign))
         else:
             self.register_buffer("k", k)
         self.learnable = learnable

@@ -31,12 +31,14 @@ class Lorentz(ConstantCurvature):
     k : float or torch.Tensor
         Positive curvature parameter (``-1/k`` is the sectional curvature).
     learnable : bool
-        Register ``k`` as an ``nn.Parameter`` (else a buffer). It must stay positive.
+        Learn ``k`` (else it is a buffer): the trained ``nn.Parameter`` is ``log k``, so ``k``
+        stays positive (:class:`~riemtorch.manifolds.curvature.ConstantCurvature`).
     dtype : torch.dtype, optional
         Storage dtype of ``k`` (default float64); it is cast to the points' dtype at each use.
     """
 
     ndim = 1
+    curvature_sign = 1
 
     def __init__(self, k=1.0, learnable: bool = False, dtype=None):
         if not bool(curvature_tensor(k, "k", dtype, False) > 0):

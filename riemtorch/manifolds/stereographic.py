@@ -185,15 +185,16 @@ class PoincareBall(Stereographic):
     """The Poincaré ball of curvature ``-c`` (radius ``1/sqrt(c)``): :class:`Stereographic`
     with ``k = -c``.
 
-    Distance ``(2/sqrt(c)) artanh(sqrt(c) |(-x) ⊕ y|)``. The stored (and learnable) parameter is
-    ``k``; :attr:`c` reads ``-k``.
+    Distance ``(2/sqrt(c)) artanh(sqrt(c) |(-x) ⊕ y|)``. The curvature is read as ``k`` (a
+    buffer, or ``-exp(log c)`` when learnable); :attr:`c` reads ``-k``.
 
     Parameters
     ----------
     c : float or torch.Tensor
         Positive curvature magnitude.
     learnable : bool
-        Register the curvature as an ``nn.Parameter``.
+        Learn the curvature: the trained ``nn.Parameter`` is ``log c``, so ``c`` stays positive
+        (:class:`~riemtorch.manifolds.curvature.ConstantCurvature`).
     dtype : torch.dtype, optional
         Storage dtype of the curvature (default float64).
 
@@ -205,6 +206,8 @@ class PoincareBall(Stereographic):
     >>> float(ball.dist0(x))
     0.6
     """
+
+    curvature_sign = -1
 
     def __init__(self, c=1.0, learnable: bool = False, dtype=None):
         c = curvature_tensor(c, "c", dtype, False)

@@ -149,7 +149,8 @@ class PoincareMLR(nn.Module):
         m = self.manifold
         if config.validating() and float(m.k.detach()) >= 0:
             raise ValueError("PoincareMLR needs a negative curvature; the learnable curvature of "
-                             f"its manifold has reached k = {float(m.k.detach()):g}")
+                             f"its manifold has reached k = {float(m.k.detach()):g} (a "
+                             "learnable PoincareBall keeps c > 0)")
         c = -m.k.to(dtype=x.dtype, device=x.device)
         sqrt_c = c.sqrt()
         p = self.points
