@@ -154,6 +154,9 @@ def test_learnable_ball_curvature_is_log_parametrized_and_keeps_its_sign():
         t.sub_(60.0)  # a step that would carry a linear c through zero
     assert float(ball.k.detach()) < 0 and ball.check_point(x * 0)[0]
     assert "parametrizations.k.original" in ball.state_dict()
+    assert repr(ball).startswith("PoincareBall(")  # not torch's ParametrizedPoincareBall
+    with pytest.raises(ValueError, match=r"^PoincareBall\.dist0: x contains NaN"):
+        ball.dist0(torch.full((1, 2), float("nan"), dtype=F64))
 
 
 @pytest.mark.parametrize("k", [-1.0, 0.7])

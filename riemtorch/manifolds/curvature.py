@@ -71,6 +71,10 @@ class ConstantCurvature(Manifold):
             self.register_buffer("k", k)
         self.learnable = learnable
 
+    def _get_name(self) -> str:
+        # the class name in reprs and messages, not that of torch's parametrized subclass
+        return parametrize.type_before_parametrizations(self).__name__
+
     def extra_repr(self) -> str:
         return f"k={float(self.k.detach()):g}, learnable={self.learnable}"
 
