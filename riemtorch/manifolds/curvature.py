@@ -4,7 +4,6 @@ import numbers
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from riemtorch.manifolds.base import Manifold
 
@@ -27,32 +26,17 @@ def curvature_tensor(value, name: str, dtype, learnable: bool):
     return nn.Parameter(t) if learnable else t
 
 
-class SignedExp(nn.Module):
-    """``k = sign * exp(t)``: the parametrization of a learnable curvature of fixed sign, so
-    that no optimizer step can reach ``k = 0`` or cross it (``t = log|k|``, steps on it scale
-    ``k``)."""
-
-    def __init__(self, sign: int):
-        super().__init__()
-        self.sign = sign
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.sign * t.exp()
-
-    def right_inverse(self, k: torch.Tensor) -> torch.Tensor:
-        return (self.sign * k).log()
-
-
 class ConstantCurvature(Manifold):
     """A manifold with one curvature parameter ``k``: learnable or a buffer, stored in float64
     unless ``dtype`` says otherwise and cast to the dtype of the points at each use (so float64
     work sees the exact value).
 
     Where the model needs a fixed sign of ``k`` (``curvature_sign`` of the class), a learnable
-    ``k`` is parametrized as ``sign * exp(t)`` (:class:`SignedExp`, through
-    ``torch.nn.utils.parametrize``): the trained parameter is ``t = log|k|``, at
-    ``parametrizations.k.original``, and ``k`` stays a tensor with gradients; otherwise the
-    learnable ``k`` is itself the ``nn.Parameter``."""
+    curvature is trained as ``log_abs_k``, the ``nn.Parameter`` ``log|k|``, and ``k`` reads
+    ``sign * exp(log_abs_k)`` (a tensor with gradients): no optimizer step can reach ``k = 0``
+    or cross it, and a step scales ``|k|``. Otherwise a learnable ``k`` is itself the
+    ``nn.Parameter``.
+    """
 
     # the ball's radius and the hyperboloid move with k: optimizers project the points after
     # stepping a learnable k (riemtorch.optim)
@@ -62,18 +46,19 @@ class ConstantCurvature(Manifold):
 
     def __init__(self, k, learnable: bool = False, dtype=None):
         super().__init__()
-        k = curvature_tensor(k, "k", dtype, learnable)
-        if learnable:
-            self.k = k
-            if self.curvature_sign:
-                parametrize.register_parametrization(self, "k", SignedExp(self.curvature_sign))
+        k = curvature_tensor(k, "k", dtype, False)
+        if learnable and self.curvature_sign:
+            self.log_abs_k = nn.Parameter((self.curvature_sign * k).log())
+        elif learnable:
+            self.k = nn.Parameter(k)
         else:
             self.register_buffer("k", k)
         self.learnable = learnable
 
-    def _get_name(self) -> str:
-        # the class name in reprs and messages, not that of torch's parametrized subclass
-        return parametrize.type_before_parametrizations(self).__name__
+    def __getattr__(self, name: str):
+        if name == "k" and "log_abs_k" in self.__dict__.get("_parameters", ()):
+            return self.curvature_sign * self._parameters["log_abs_k"].exp()
+        return super().__getattr__(name)
 
     def extra_repr(self) -> str:
         return f"k={float(self.k.detach()):g}, learnable={self.learnable}"
