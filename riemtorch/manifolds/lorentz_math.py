@@ -204,18 +204,24 @@ def logmap0(y, *, k):
 def parallel_transport(x, y, v, *, k):
     """Parallel transport along the geodesic: ``v + <y, v>_L / (k - <x, y>_L) (x + y)``.
 
-    ``<y, v>_L`` is computed in whichever of two ways rounds less: as ``<w, v>_L`` by
-    :func:`tangent_inner` with ``w = (y - x) - q / (2k) x`` (the projection of ``y`` onto the
-    tangent space at ``x``, ``q`` the chord of :func:`_chord2`), accurate for nearby points far
-    from the origin, where the Minkowski product of the whole vectors cancels terms ``x_0^2``
-    times larger than the result; or directly, for points far apart, where ``w`` is the larger
-    vector. The result has the rounding of any tangent vector stored at ``y``: about
-    ``eps y_0`` relative.
+    ``<y, v>_L`` is computed as ``<w, v>_L`` by :func:`tangent_inner` with
+    ``w = (y - x) - q / (2k) x`` (the projection of ``y`` onto the tangent space at ``x``,
+    ``q`` the chord of :func:`_chord2`): the Minkowski product of the whole vectors cancels
+    terms about ``x_0 y_0`` times larger than the result, where the tangent product of ``w``
+    sums non-negative terms. It is computed directly only where ``w`` is the larger vector
+    (``|w| ~ q x_0 / 2k`` above ``|y|``) and either ``|w|`` exceeds ``x_0 y_0`` or ``x_0 y_0``
+    exceeds the fourth root of the dtype's largest number (float32: ``1.4e9``, points about 10
+    from the origin; float64 never in practice), where the products of ``w`` in the tangent
+    product and its gradient could overflow. Unit
+    vectors between random points and on common rays up to 20 from the origin (float64) keep
+    their norm to ``3e-4`` (``4e-10`` up to 10); float32 up to 8 from the origin, to ``4e-3``.
     """
     k = _as_k(k, x)
     q = _chord2(x, y, k)
-    # |w| <~ |y| (about q x_0 <= 2k y_0); zero w elsewhere, so its squares cannot overflow
-    near = q * x[..., :1] <= 2 * k * y[..., :1]
+    # zero w where it is not used, so its products cannot overflow
+    x0, y0 = x[..., :1], y[..., :1]
+    bounded = x0 * y0 <= torch.finfo(x.dtype).max ** 0.25
+    near = (q * x0 <= 2 * k * y0) | ((q <= 2 * k * y0) & bounded)
     w = torch.where(near, (y - x) - q / (2 * k) * x, torch.zeros_like(x))
     yv = torch.where(near, tangent_inner(x, w, v, k=k, keepdim=True),
                      minkowski_inner(y, v, keepdim=True))
