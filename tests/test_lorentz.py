@@ -319,13 +319,14 @@ def test_logmap0_gradient_is_finite_where_the_spatial_norm_is_sqrt_k():
                                     (y.detach().clone().requires_grad_(),))
 
 
-@pytest.mark.parametrize("dtype, radius, tol", [(F64, 10.0, 1e-8), (F64, 20.0, 1e-3),
-                                                (F32, 8.0, 2e-2)])
+@pytest.mark.parametrize("dtype, radius, tol", [(F64, 10.0, 1e-9), (F64, 20.0, 1e-4),
+                                                (F32, 8.0, 1e-2)])
 def test_transport_far_from_the_origin_is_an_isometry(dtype, radius, tol):
     # Unit vectors moved between points up to `radius` from the origin, half of the pairs
     # nearly on one ray (where the Minkowski product <y, v>_L cancels terms x_0 y_0 times
     # larger than itself): their norm at y stays 1. Computing that product directly left
-    # errors of 7e-9 (float64, 10), 6e-4 (float64, 20) and 0.14 (float32, 8).
+    # errors of 7e-9 (float64, 10), 6e-4 (float64, 20) and 0.14 (float32, 8); through the
+    # tangent projection of y (for nearby points only), 4e-10, 2e-4 and 3e-3.
     m = Lorentz(1.0)
     g = gen(3)
     count = 4000
