@@ -180,6 +180,32 @@ def test_loewner_matrices_match_50_digit_divided_differences(name):
     torch.testing.assert_close(fn.loewner(lam), expected, rtol=5e-14, atol=0)
 
 
+@pytest.mark.parametrize("fn, spec, lam", [
+    (spectral.Power(25.0), 25.0, [1e-13, 1.0]), (spectral.Power(50.0), 50.0, [1e-7, 0.5, 1.0]),
+    (spectral.EXP, "exp", [-800.0, -745.0, 0.0, 3.0]),
+    (spectral.HALF_EXP, None, [-1500.0, -10.0, 0.0])])
+def test_loewner_matrices_stay_finite_where_their_factors_overflow(fn, spec, lam):
+    # lo^(p-1) expm1(p d) / expm1(d) and exp(lo) expm1(d) / d: once p d (or d) passes the
+    # exponent range one factor underflows to 0 and the other overflows (0 * inf = NaN), while
+    # the divided difference is finite; so were the gradients of powm and expm there.
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    f = (lambda t: mpmath.exp(t / 2)) if spec is None else (
+        mpmath.exp if spec == "exp" else (lambda t: t ** spec))
+    lam = torch.tensor(lam, dtype=F64)
+    mp = [mpmath.mpf(float(v)) for v in lam]
+    expected = torch.tensor([[float(mpmath.diff(f, a) if a == b else (f(a) - f(b)) / (a - b))
+                              for b in mp] for a in mp], dtype=F64)
+    # (subnormal entries such as 25 (1e-13)^24 carry fewer digits: an absolute floor)
+    torch.testing.assert_close(fn.loewner(lam), expected, rtol=5e-14, atol=1e-300)
+    x = torch.diag(lam).requires_grad_(True)
+    matrix_fn = (lambda a: L.expm(a)) if spec == "exp" else (
+        (lambda a: L.powm(a, spec)) if spec is not None else None)
+    if matrix_fn is not None:
+        (grad,) = torch.autograd.grad(matrix_fn(x).sum(), x)
+        torch.testing.assert_close(grad, expected, rtol=5e-14, atol=1e-300)
+
+
 @pytest.mark.parametrize("name", ["log", "exp", "power_0.3", "power_-0.8", "power_7"])
 def test_second_divided_differences_match_50_digit_references(name):
     mpmath, fn, f = _in_50_digits(name)

@@ -105,10 +105,12 @@ class _Exp(SpectralFunction):
         super().__init__(torch.exp, torch.exp)
 
     def divided_difference(self, a, b):
-        """``(exp a - exp b) / (a - b)`` elementwise for broadcastable ``a``, ``b``."""
+        """``(exp a - exp b) / (a - b)`` elementwise for broadcastable ``a``, ``b``, as
+        ``exp(hi) (1 - exp(-d)) / d`` (``d = hi - lo``): no factor overflows while the value is
+        finite, where ``exp(lo) expm1(d)`` is ``0 * inf`` once ``d`` passes the exponent range."""
         lo, hi = torch.minimum(a, b), torch.maximum(a, b)
         d = hi - lo
-        return torch.exp(lo) * _safe_ratio(torch.expm1(d), d, torch.ones_like(d))
+        return torch.exp(hi) * _safe_ratio(-torch.expm1(-d), d, torch.ones_like(d))
 
     def loewner(self, lam):
         return self.divided_difference(*_outer(lam))
@@ -123,8 +125,8 @@ class _HalfExp(SpectralFunction):
     def loewner(self, lam):
         lo, hi = _pairs(lam)
         d = hi - lo
-        e = torch.exp(0.5 * lo)
-        return e * _safe_ratio(torch.expm1(0.5 * d), d, torch.full_like(d, 0.5))
+        e = torch.exp(0.5 * hi)  # the form of EXP's divided difference, for the same reason
+        return e * _safe_ratio(-torch.expm1(-0.5 * d), d, torch.full_like(d, 0.5))
 
 
 class Power(SpectralFunction):
@@ -150,9 +152,16 @@ class Power(SpectralFunction):
         return self._from_logs(a.log(), b.log())
 
     def _from_logs(self, log_a, log_b):
-        low, gap = torch.minimum(log_a, log_b), (log_a - log_b).abs()
-        return torch.exp((self.p - 1.0) * low) * _tie_ratio(torch.expm1(self.p * gap),
-                                                             torch.expm1(gap), self.p)
+        # lo^(p-1) expm1(p d) with the factor exp(max(p d, 0)) moved from the second factor
+        # to the first: neither overflows while the value is finite (the plain product is
+        # 0 * inf once p d passes the exponent range, e.g. p = 25 at eigenvalues 1e-13 and 1)
+        low, high = torch.minimum(log_a, log_b), torch.maximum(log_a, log_b)
+        gap = high - low
+        spread = self.p * gap
+        scaled = -torch.expm1(-spread.abs()) * torch.sign(spread)  # expm1(p d) exp(-max(p d, 0))
+        # (p - 1) lo + max(p d, 0), formed without cancelling large terms
+        exponent = torch.where(spread > 0, self.p * high - low, (self.p - 1.0) * low)
+        return torch.exp(exponent) * _tie_ratio(scaled, torch.expm1(gap), self.p)
 
 
 class ClampBelow(SpectralFunction):
