@@ -270,7 +270,10 @@ class SPDManifold(Manifold):
             Keep the reduced dimension with size 1.
         tol : float, optional
             Stopping tolerance of iterative solvers on the Frobenius norm of the Riemannian
-            gradient (``1e-10`` float64, ``1e-5`` float32); ignored by closed forms.
+            gradient (``1e-10`` float64, ``1e-5`` float32): for the affine-invariant mean that
+            of the whitened samples' mean logarithm, scale free; for the Bures-Wasserstein
+            barycenters that of ``sum_i w_i Log_S X_i`` relative to ``||S||``. Ignored by
+            closed forms.
         max_iter : int
             Iteration cap of iterative solvers.
 
