@@ -215,6 +215,10 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
             factor = anderson.step(factor, update)
         else:
             anderson.reset()
+            if iteration:
+                # no progress: decompose afresh too (refined roots whose small eigen-directions
+                # went stale held commuting diag(1e-4, 1), diag(3.16e-4, 1) in a cycle)
+                stored = None
             factor = update
         previous = crit
     return sym(factor @ factor.transpose(-1, -2)), False
