@@ -156,7 +156,7 @@ class Manifold(nn.Module):
         :func:`input_tolerance` (``ValueError``). Tangency is not checked: the maps that take
         tangent vectors accept them up to the rounding of their own projections.
         """
-        where = f"{self._get_name()}.{method}"
+        where = f"{type(self).__name__}.{method}"
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(value).__name__}")
         if not value.is_floating_point():

@@ -8,7 +8,7 @@ from torch import nn
 from riemtorch.manifolds.base import Manifold
 
 
-def curvature_tensor(value, name: str, dtype, learnable: bool):
+def curvature_tensor(value, name: str, dtype):
     """A 0-dim curvature tensor from a number or tensor (float64 unless ``dtype`` says else)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
@@ -23,7 +23,7 @@ def curvature_tensor(value, name: str, dtype, learnable: bool):
         raise TypeError(f"{name} needs a floating dtype, got {t.dtype}")
     if not bool(torch.isfinite(t)):
         raise ValueError(f"{name} must be finite, got {float(t)}")
-    return nn.Parameter(t) if learnable else t
+    return t
 
 
 class ConstantCurvature(Manifold):
@@ -46,7 +46,7 @@ class ConstantCurvature(Manifold):
 
     def __init__(self, k, learnable: bool = False, dtype=None):
         super().__init__()
-        k = curvature_tensor(k, "k", dtype, False)
+        k = curvature_tensor(k, "k", dtype)
         if learnable and self.curvature_sign:
             self.log_abs_k = nn.Parameter((self.curvature_sign * k).log())
         elif learnable:

@@ -41,7 +41,7 @@ class Lorentz(ConstantCurvature):
     curvature_sign = 1
 
     def __init__(self, k=1.0, learnable: bool = False, dtype=None):
-        if not bool(curvature_tensor(k, "k", dtype, False) > 0):
+        if not bool(curvature_tensor(k, "k", dtype) > 0):
             raise ValueError(f"Lorentz needs k > 0, got {float(k)}")
         super().__init__(k, learnable, dtype)
 

@@ -215,7 +215,7 @@ class PoincareBall(Stereographic):
     curvature_sign = -1
 
     def __init__(self, c=1.0, learnable: bool = False, dtype=None):
-        c = curvature_tensor(c, "c", dtype, False)
+        c = curvature_tensor(c, "c", dtype)
         if not bool(c > 0):
             raise ValueError(f"PoincareBall needs c > 0, got {float(c)}")
         super().__init__(-c, learnable=learnable, dtype=dtype)

@@ -52,6 +52,7 @@ NEWTON_SCHULZ_ITERATIONS = 30
 # the first chord residual is about that change (within a factor two on Wishart and random
 # samples), and the chord gives up above 1e-4, after work that a fresh ``eigh`` does not need.
 REFRESH_CHANGE = 1e-3
+_norm = torch.linalg.matrix_norm
 
 
 def check_method(method) -> str:
@@ -169,8 +170,7 @@ class Anderson:
 
 def _relative_change(new, old) -> float:
     """Largest ``||new - old|| / ||new||`` (Frobenius) over the batch."""
-    norm = torch.linalg.matrix_norm
-    return float((norm(new - old) / norm(new)).amax())
+    return float((_norm(new - old) / _norm(new)).amax())
 
 
 def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
@@ -206,8 +206,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
         q = sym(q)
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)
-        norm = torch.linalg.matrix_norm
-        crit = norm(half + half.transpose(-1, -2) - 2 * s) / norm(s)
+        crit = _norm(half + half.transpose(-1, -2) - 2 * s) / _norm(s)
         update = inv_t @ q
         if bool(crit.amax() <= tol):
             return sym(update @ update.transpose(-1, -2)), True
