@@ -180,6 +180,39 @@ def test_loewner_matrices_match_50_digit_divided_differences(name):
     torch.testing.assert_close(fn.loewner(lam), expected, rtol=5e-14, atol=0)
 
 
+@pytest.mark.parametrize("p", [0.3, -0.8, 7.0, 1.0, 0.0, 25.0, "tensor"])
+def test_log_and_power_loewner_match_50_digit_divided_differences(p):
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    lam = torch.tensor([1e-13, 1e-12, 1e-12 * (1 + 1e-10), 1e-6, 0.5, 0.5, 1.0, 1 + 1e-13,
+                        1 + 1e-9, 1 + 1e-3, 3.0, 1e6], dtype=F64)
+    if p == "tensor":  # one exponent per channel, broadcast against the pairs
+        lam, p = lam.expand(2, -1), torch.tensor([[[0.9]], [[-1.7]]], dtype=F64)
+    powered = (p[..., 0] * lam.log()).exp() if isinstance(p, torch.Tensor) else lam ** p
+    d_log, d_power = spectral.log_and_power_loewner(lam, p, powered)
+
+    def table(f, row):
+        mp = [mpmath.mpf(float(v)) for v in row]
+        return [[float(mpmath.diff(f, a) if a == b else (f(a) - f(b)) / (a - b)) for b in mp]
+                for a in mp]
+
+    exponents = p.reshape(-1).tolist() if isinstance(p, torch.Tensor) else [p]
+    rows = lam.reshape(-1, lam.shape[-1])
+    expected = torch.tensor([table(lambda t, q=q: t ** q, row)
+                             for q, row in zip(exponents, rows)], dtype=F64).reshape(d_power.shape)
+    torch.testing.assert_close(d_power, expected, rtol=1e-14, atol=1e-300)
+    torch.testing.assert_close(d_log, spectral.LOG.loewner(lam), rtol=0, atol=0)
+    expected_log = torch.tensor(table(mpmath.log, rows[0]), dtype=F64)
+    torch.testing.assert_close(d_log if lam.dim() == 1 else d_log[0], expected_log,
+                               rtol=5e-16, atol=0)
+
+
+def test_log_loewner_is_differentiable_outside_backward_passes():
+    # the in-place evaluation is for values only; with autograd the pairwise formula is used
+    lam = torch.tensor([0.5, 0.5 + 1e-9, 2.0], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(spectral.LOG.loewner, (lam,))
+
+
 @pytest.mark.parametrize("fn, spec, lam", [
     (spectral.Power(25.0), 25.0, [1e-13, 1.0]), (spectral.Power(50.0), 50.0, [1e-7, 0.5, 1.0]),
     (spectral.EXP, "exp", [-800.0, -745.0, 0.0, 3.0]),

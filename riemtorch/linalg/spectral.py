@@ -97,7 +97,11 @@ class _Log(SpectralFunction):
         return _safe_ratio(torch.log1p(d / lo), d, 1.0 / lo)
 
     def loewner(self, lam):
-        return self.divided_difference(*_outer(lam))
+        if torch.is_grad_enabled() and lam.requires_grad:
+            return self.divided_difference(*_outer(lam))
+        # the same values in fewer work tensors, updated in place (backward passes call this)
+        gap, den, tie, inv_lo = _log_gaps(lam)
+        return torch.where(tie, inv_lo, gap.div_(den))
 
 
 class _Exp(SpectralFunction):
@@ -178,6 +182,43 @@ class ClampBelow(SpectralFunction):
         a, b = _outer(lam)
         fa, fb = _outer(self.f(lam))
         return _tie_ratio(fa - fb, a - b, self.f_prime(a))
+
+
+def _log_gaps(lam: torch.Tensor):
+    """For all pairs of positive ``lam`` (``..., n``): ``g = log(hi / lo)`` as
+    ``log1p(d / lo)`` (no cancellation however close the pair), ``d = |a - b|`` with ties
+    replaced by 1, the tie mask and ``1 / lo``; four new ``(..., n, n)`` tensors, no more."""
+    a, b = _outer(lam)
+    lo = torch.minimum(a, b)
+    d = torch.sub(a, b).abs_()
+    gap = torch.div(d, lo).log1p_()
+    tie = d == 0
+    return gap, d.masked_fill_(tie, 1.0), tie, lo.reciprocal_()
+
+
+def log_and_power_loewner(lam: torch.Tensor, p, powered: torch.Tensor):
+    """Loewner matrices of ``log`` and of ``x^p`` at positive eigenvalues ``lam`` (``..., n``),
+    given ``powered = lam^p``; ``p`` is a number or a tensor broadcasting against the pairs.
+
+    Both come from the pairs' ``d = |a - b|`` and ``g = log(hi / lo) = log1p(d / lo)`` (no
+    cancellation however close the pair): ``g / d`` for ``log`` and, since ``x^p`` is
+    monotone, ``(a^p - b^p) / (a - b) = -sign(p) max(a^p, b^p) expm1(-|p| g) / d``, a factor of
+    at most one times the larger power (no overflow while the powers are finite). Ties take
+    the derivatives ``1 / lam`` and ``p lam^p / lam``. Two transcendental functions per pair
+    where the separate :meth:`_Log.loewner` and :meth:`Power.loewner` take four, and work
+    tensors reused in place (this runs once per step of the affine-invariant batch norm), so
+    not differentiable: for backward passes and solvers.
+    """
+    gap, den, tie, inv_lo = _log_gaps(lam)
+    d_log = torch.where(tie, inv_lo, torch.div(gap, den))
+    top = torch.maximum(*_outer(powered))
+    if isinstance(p, torch.Tensor):
+        shrink, sign = -p.abs(), -p.sign()
+    else:
+        shrink, sign = -abs(p), -float((p > 0) - (p < 0))
+    d_power = gap.mul_(shrink).expm1_().mul_(top).div_(den).mul_(sign)
+    d_power = torch.where(tie, top.mul_(inv_lo).mul_(p), d_power)
+    return d_log, d_power
 
 
 SQRT = _Sqrt()

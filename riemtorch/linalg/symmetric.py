@@ -24,8 +24,10 @@ from riemtorch.linalg.checks import check_symmetric_matrix
 
 
 def sym(x: torch.Tensor) -> torch.Tensor:
-    """Symmetric part ``(X + X^T) / 2`` of ``(..., n, n)`` matrices."""
-    return 0.5 * (x + x.transpose(-1, -2))
+    """Symmetric part ``(X + X^T) / 2`` of ``(..., n, n)`` matrices (one new tensor: the halving
+    is done in place on the sum, which autograd allows, as ``mul_`` by a number does not need
+    its input)."""
+    return torch.add(x, x.transpose(-1, -2)).mul_(0.5)
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -83,7 +83,11 @@ class _AIMNormalize(torch.autograd.Function):
             s = (u @ ((powered.unsqueeze(-1) * v_bias) @ grad_y)).sum(0)
             grad_bias_root = s + s.transpose(-1, -2)
         grad_scale = None
-        inner = spectral.Power(t[..., None, None]).loewner(lam) * rotated
+        if ctx.batch_stats:  # the implicit solve needs the divided differences of log too
+            dlog, d_power = spectral.log_and_power_loewner(lam, t[..., None, None], powered)
+        else:
+            d_power = spectral.Power(t[..., None, None]).loewner(lam)
+        inner = d_power * rotated
         if ctx.normalize:
             grad_t = (_diagonal(rotated) * powered * loglam).sum(-1).sum(0)
             grad_scale = grad_t / (var + ctx.eps).sqrt()
@@ -97,8 +101,8 @@ class _AIMNormalize(torch.autograd.Function):
             grad_inv_root = sym(c @ root + root @ c.transpose(-1, -2))
             vt = v.transpose(-1, -2)
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
-            z, dlog = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype,
-                                             ctx.residual)
+            z = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype,
+                                       ctx.residual, dlog)
             inner = inner + w * dlog * bases.rotate(z)
         grad_x = sym(bases.from_bases(inner, inv_root))
         return (grad_x, grad_scale, grad_bias_root, None, None, None, None, None, None, None)

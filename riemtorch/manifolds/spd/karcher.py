@@ -255,7 +255,7 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     return mean, None, None, None, None
 
 
-def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0):
+def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0, dlog=None):
     """Solve ``H[Z] = M^1/2 G M^1/2`` for a loss gradient ``G`` of the mean ``M`` (the implicit
     function theorem at the solution), to the relative accuracy that
     :func:`~riemtorch.manifolds.spd.common.implicit_rtol` gives the user's ``input_dtype``
@@ -264,16 +264,19 @@ def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0):
     the ``||F||`` of the point ``M`` at which the derivative is evaluated, whose distance from
     the mean (about ``||F||`` relative) already perturbs the derivative by that order (after one
     Newton step on a batch-norm batch, ``||F|| = 5e-6``: four products instead of seven;
-    the cap keeps the solve itself accurate when a far point is given). Returns ``Z`` and
-    the divided differences ``dlog`` of ``log`` at the ``lam``. The gradient of sample ``i``
-    is then ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
-    dlog = spectral.LOG.loewner(lam)
+    the cap keeps the solve itself accurate when a far point is given). ``dlog`` are the
+    divided differences of ``log`` at the ``lam`` when the caller has them; without them
+    ``(Z, dlog)`` is returned, otherwise ``Z``. The gradient of sample ``i`` is then
+    ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
+    given = dlog is not None
+    if not given:
+        dlog = spectral.LOG.loewner(lam)
     kernel = w * 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)) * dlog
     rhs = sym(root @ grad_mean @ root)
     rtol = max(common.implicit_rtol(input_dtype), min(residual, 1e-3))
     atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
     z = _conjugate_gradient(_Hessian(kernel, bases), rhs, atol=atol, max_iter=100)
-    return z, dlog
+    return z if given else (z, dlog)
 
 
 class _KarcherMean(torch.autograd.Function):
