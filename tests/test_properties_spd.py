@@ -1003,6 +1003,31 @@ def test_means_of_commuting_matrices_are_the_closed_forms(points, data):
         assert bool((mean == torch.diag(mean.diagonal())).all())
 
 
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@PROPERTIES
+@given(points=st.integers(2, 4).flatmap(commuting_samples), data=st.data())
+def test_bures_wasserstein_mean_of_commuting_matrices_is_the_closed_form(dtype, points, data):
+    # (sum w X^1/2)^2 in the common eigenbasis, for commuting points with condition numbers
+    # up to 1e6 (float32: diagonal, so that the rounded points still commute). The solver
+    # stops at ||sum_i w_i Log_S X_i||_F <= tol ||S||_F (1e-10 float64, 1e-5 float32), which
+    # for commuting points is 2 ||S^1/2 (S*^1/2 - S^1/2)||_F: the mean is within about tol
+    # of the barycenter S*, relative; its rounding adds n eps sqrt(cond) (solves with the
+    # factor of S)
+    if dtype == F32:
+        points = [Spectral(p.lam.float().double(), torch.eye(p.n, dtype=F64), None)
+                  for p in points]
+    w = data.draw(weights(len(points)), label="weights")
+    wn = w / w.sum()
+    lam = torch.stack([p.lam for p in points])
+    expected = Spectral((wn[:, None] * lam.sqrt()).sum(0).square(), points[0].q).matrix()
+    mean = make_metric("bures-wasserstein").frechet_mean(
+        torch.stack([p.matrix(dtype) for p in points]), weights=w.to(dtype))
+    tol = SOLVER if dtype == F64 else 1e-5
+    cond = max(p.cond for p in points)
+    relative = 10 * tol + 20 * points[0].n * torch.finfo(dtype).eps * math.sqrt(cond)
+    assert_close_to(mean, expected, relative * frobenius(expected), "(sum w X^1/2)^2")
+
+
 @PROPERTIES
 @given(case=metric_cases(3, metrics=["affine-invariant"], max_log10_cond=4.0), data=st.data())
 def test_affine_invariant_mean_is_equivariant_under_congruence(case, data):
