@@ -85,8 +85,8 @@ class _SymmetricFunctions(torch.autograd.Function):
         for fn, g in zip(ctx.functions, grads):
             if g is None:
                 continue
-            term = fn.loewner(lam) * (ut @ sym(g.to(u.dtype)) @ u)
-            inner = term if inner is None else inner + term
+            term = (ut @ sym(g.to(u.dtype)) @ u).mul_(fn.loewner(lam))
+            inner = term if inner is None else inner.add_(term)
         if inner is None:
             return None, None
         return (u @ inner @ ut).to(ctx.input_dtype), None

@@ -87,14 +87,14 @@ class _AIMNormalize(torch.autograd.Function):
             dlog, d_power = spectral.log_and_power_loewner(lam, t[..., None, None], powered)
         else:
             d_power = spectral.Power(t[..., None, None]).loewner(lam)
-        inner = d_power * rotated
+        inner = d_power.mul_(rotated)  # (work tensors of the batch's size are updated in place)
         if ctx.normalize:
             grad_t = (_diagonal(rotated) * powered * loglam).sum(-1).sum(0)
             grad_scale = grad_t / (var + ctx.eps).sqrt()
             if ctx.batch_stats:
                 grad_var = -0.5 * t * grad_t / (var + ctx.eps)
                 extra = (2.0 / lam.shape[0]) * grad_var.unsqueeze(-1) * loglam / lam
-                inner = inner + torch.diag_embed(extra)
+                _diagonal(inner).add_(extra)
         if ctx.batch_stats:
             # C = sum_i (dL/dW_i) W_i, then dL/dP and dL/dM through P = M^-1/2.
             c = bases.combine(inner * lam.unsqueeze(-2))
@@ -103,7 +103,7 @@ class _AIMNormalize(torch.autograd.Function):
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
             z = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype,
                                        ctx.residual, dlog)
-            inner = inner + w * dlog * bases.rotate(z)
+            inner.addcmul_(dlog.mul_(w), bases.rotate(z))
         grad_x = sym(bases.from_bases(inner, inv_root))
         return (grad_x, grad_scale, grad_bias_root, None, None, None, None, None, None, None)
 

@@ -271,7 +271,7 @@ def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0, dl
     given = dlog is not None
     if not given:
         dlog = spectral.LOG.loewner(lam)
-    kernel = w * 0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)) * dlog
+    kernel = torch.add(lam.unsqueeze(-1), lam.unsqueeze(-2)).mul_(dlog).mul_(0.5 * w)
     rhs = sym(root @ grad_mean @ root)
     rtol = max(common.implicit_rtol(input_dtype), min(residual, 1e-3))
     atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
