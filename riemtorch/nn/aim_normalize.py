@@ -101,8 +101,8 @@ class _AIMNormalize(torch.autograd.Function):
             grad_inv_root = sym(c @ root + root @ c.transpose(-1, -2))
             vt = v.transpose(-1, -2)
             grad_mean = v @ (spectral.INV_SQRT.loewner(mu) * (vt @ grad_inv_root @ v)) @ vt
-            z = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype,
-                                       ctx.residual, dlog)
+            z, _ = karcher.implicit_solve(root, lam, bases, w, grad_mean, ctx.input_dtype,
+                                          ctx.residual, dlog)
             inner.addcmul_(dlog.mul_(w), bases.rotate(z))
         grad_x = sym(bases.from_bases(inner, inv_root))
         return (grad_x, grad_scale, grad_bias_root, None, None, None, None, None, None, None)

@@ -264,19 +264,18 @@ def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0, dl
     the ``||F||`` of the point ``M`` at which the derivative is evaluated, whose distance from
     the mean (about ``||F||`` relative) already perturbs the derivative by that order (after one
     Newton step on a batch-norm batch, ``||F|| = 5e-6``: four products instead of seven;
-    the cap keeps the solve itself accurate when a far point is given). ``dlog`` are the
-    divided differences of ``log`` at the ``lam`` when the caller has them; without them
-    ``(Z, dlog)`` is returned, otherwise ``Z``. The gradient of sample ``i`` is then
-    ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its weight ``<Z, log W_i>``."""
-    given = dlog is not None
-    if not given:
+    the cap keeps the solve itself accurate when a far point is given). Returns ``Z`` and
+    the divided differences ``dlog`` of ``log`` at the ``lam`` (computed unless given). The
+    gradient of sample ``i`` is then ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its
+    weight ``<Z, log W_i>``."""
+    if dlog is None:
         dlog = spectral.LOG.loewner(lam)
     kernel = torch.add(lam.unsqueeze(-1), lam.unsqueeze(-2)).mul_(dlog).mul_(0.5 * w)
     rhs = sym(root @ grad_mean @ root)
     rtol = max(common.implicit_rtol(input_dtype), min(residual, 1e-3))
     atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
     z = _conjugate_gradient(_Hessian(kernel, bases), rhs, atol=atol, max_iter=100)
-    return z if given else (z, dlog)
+    return z, dlog
 
 
 class _KarcherMean(torch.autograd.Function):
