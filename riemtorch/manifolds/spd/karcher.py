@@ -28,6 +28,7 @@ the gradient remains that of the mean, evaluated at the iterate (so to about its
 the accuracy to which the batch norm's backward then solves for it).
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -219,15 +220,46 @@ def _solve_tolerance(crit, tol, last):
     return max(0.1 * tol, float(top * (0.01 * top).clamp_max(0.5)))
 
 
+class _RoundingFloor:
+    """Detects Newton iterations that stall above ``tol`` at the rounding floor of ``F``.
+
+    Near the mean each Newton step squares the relative error, so ``||F||`` falls by orders of
+    magnitude per step until the rounding of the whitened samples' logarithms dominates: about
+    ``eps cond / 10`` (``1e-9`` at condition number ``1e8``, float64), above the default
+    tolerance ``1e-10`` from condition numbers near ``1e7``. From there ``||F||`` fluctuates
+    and the iteration would run to ``max_iter``. The floor counts as reached once ``||F||`` has
+    gone ``STEPS`` iterations without halving its smallest value so far, that value being at
+    most ``sqrt(tol)``: a regime that quadratic convergence leaves after one step, and far
+    below the spread at which damped steps progress slowly.
+    """
+
+    STEPS = 3
+
+    def __init__(self, tol):
+        self.near = math.sqrt(tol)
+        self.best, self.stalled = math.inf, 0
+
+    def reached(self, value: float) -> bool:
+        if value < 0.5 * self.best:
+            self.best, self.stalled = value, 0
+        else:
+            self.stalled += 1
+        return self.stalled >= self.STEPS and self.best <= self.near
+
+
 def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     """Damped Newton iterations for the weighted Karcher mean (no autograd; see the module
     docstring), at most ``max_iter`` steps from :func:`arithmetic_harmonic_start`.
 
+    The iteration also ends where ``||F||`` stalls at its rounding floor above ``tol``
+    (:class:`_RoundingFloor`; ill-conditioned samples).
+
     With ``step_past_tolerance`` the iteration takes one more step from the first estimate
     with ``||F|| <= tol``, a :func:`richardson_step` (the Newton step would cost a Hessian
     kernel and a conjugate-gradient product for a gain that no caller can see at that size),
-    and returns ``(M, None, None, None, 0.0)``, or ``(M, None, None, None, None)`` when the
-    iteration cap stops it first (``||F(M)||`` unknown).
+    and returns ``(M, None, None, None, 0.0)`` (after a stall, the stalled ``||F||`` instead
+    of 0), or ``(M, None, None, None, None)`` when the iteration cap stops it first
+    (``||F(M)||`` unknown).
     Otherwise it ends at that estimate, or after the last step, and returns
     ``(M, frame, lam, bases, residual)`` with the whitened spectrum
     ``W_i = U_i diag(lam_i) U_i^T`` at the returned ``M`` (eigenvectors as
@@ -240,15 +272,18 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     mean = arithmetic_harmonic_start(xs, w)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
     previous = torch.full_like(nu, float("inf"))
+    floor = _RoundingFloor(tol)
     for k in range(max_iter + 1):
         if k == max_iter and step_past_tolerance:
             break
         frame, lam, bases = whitened_spectrum(xs, mean)
         loglam, grad, crit = karcher_gradient(lam, bases, w)
-        if k == max_iter or bool(crit.amax() <= tol):
+        top = float(crit.amax())
+        if k == max_iter or top <= tol or floor.reached(top):
             if not step_past_tolerance:
-                return mean, frame, lam, bases, float(crit.amax())
-            return richardson_step(frame.root, lam, grad, w), None, None, None, 0.0
+                return mean, frame, lam, bases, top
+            residual = 0.0 if top <= tol else top
+            return richardson_step(frame.root, lam, grad, w), None, None, None, residual
         nu, previous = _damping(nu, crit, previous), crit
         atol = _solve_tolerance(crit, tol, last=k == max_iter - 1)
         mean = newton_step(frame.root, lam, loglam, bases, w, grad, nu, atol)
