@@ -26,8 +26,9 @@ from riemtorch.linalg.checks import check_symmetric_matrix
 def sym(x: torch.Tensor) -> torch.Tensor:
     """Symmetric part ``(X + X^T) / 2`` of ``(..., n, n)`` matrices (one new tensor: the halving
     is done in place on the sum, which autograd allows, as ``mul_`` by a number does not need
-    its input)."""
-    return torch.add(x, x.transpose(-1, -2)).mul_(0.5)
+    its input; integer input gives floats, as ``0.5 * (X + X^T)`` does)."""
+    total = torch.add(x, x.transpose(-1, -2))
+    return total.mul_(0.5) if total.is_floating_point() else 0.5 * total
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:
