@@ -87,7 +87,7 @@ class _SymmetricFunctions(torch.autograd.Function):
             if g is None:
                 continue
             term = (ut @ sym(g.to(u.dtype)) @ u).mul_(fn.loewner(lam))
-            inner = term if inner is None else inner.add_(term)
+            inner = term if inner is None else inner + term
         if inner is None:
             return None, None
         return (u @ inner @ ut).to(ctx.input_dtype), None
