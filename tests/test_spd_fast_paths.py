@@ -288,12 +288,22 @@ def test_truncated_barycenter_gradient_is_that_of_the_returned_value():
     assert torch.autograd.gradcheck(lambda a: bw.frechet_mean(sym(a), max_iter=2), (x,))
 
 
+@pytest.fixture
+def three_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-def test_eigenbasis_products_match_per_sample_products(batch):
+@pytest.mark.parametrize("count, n", [(7, 5), (301, 11)])
+def test_eigenbasis_products_match_per_sample_products(batch, count, n, three_threads):
+    # 301 samples of size 11: the sums over samples are split in three chunks of 1103 rows
+    # and one left over
     from riemtorch.manifolds.spd.eigenbases import EigenBases
 
     g = torch.Generator().manual_seed(4)
-    count, n = 7, 5
     u = torch.linalg.qr(torch.randn(count, *batch, n, n, dtype=F64, generator=g))[0]
     d = torch.randn(*batch, n, n, dtype=F64, generator=g)
     b = torch.randn(count, *batch, n, n, dtype=F64, generator=g)
