@@ -238,7 +238,7 @@ def test_karcher_mean_stops_at_the_rounding_floor_of_ill_conditioned_samples(
         monkeypatch, spread, accuracy):
     # samples A Y_i A^T at condition numbers 4e8 and 4e10: the Newton iterations reach the
     # rounding floor of ||F|| (1e-9, 1e-7) above the default tolerance 1e-10 after four steps
-    # and then used to run all 100 (100x the time) while wandering away (2e-8, 3e-7 off)
+    # and then used to run all 100 (10x the time) while wandering away (2e-8, 3e-7 off)
     from riemtorch.manifolds.spd import karcher
     steps = []
     gradient = karcher.karcher_gradient
@@ -250,7 +250,7 @@ def test_karcher_mean_stops_at_the_rounding_floor_of_ill_conditioned_samples(
     a = (q * torch.logspace(0, spread, 10, dtype=F64)).requires_grad_()
     x = a @ y @ a.mT
     mean = manifold.frechet_mean(x)
-    assert len(steps) <= 8
+    assert len(steps) <= 12
     # affine equivariance gives the reference from the well-conditioned samples
     expected = a.detach() @ manifold.frechet_mean(y) @ a.detach().mT
     assert float(manifold.dist(mean.detach(), expected)) < accuracy
