@@ -226,14 +226,13 @@ class _RoundingFloor:
     Near the mean each Newton step squares the relative error, so ``||F||`` falls by orders of
     magnitude per step until the rounding of the whitened samples' logarithms dominates:
     about ``eps cond / 10`` (float64: ``1e-9`` at condition number ``1e8``), above the
-    default tolerance ``1e-10`` from condition numbers near ``1e7``. From there the criterion
-    fluctuates and the iteration would run to ``max_iter``. The floor
-    counts as reached when, since the criterion last halved its smallest value, at least
-    ``STEPS`` iterations passed and it rose at least ``RISES`` times, that smallest value being
-    at most ``sqrt(tol)``: a steadily converging iteration does not rise, and a solver this
-    close to the mean is past the damped regime where it may. (The Bures-Wasserstein fixed
-    point is not stopped this way: at condition number 1e13 its measured criterion fluctuates
-    while the iterates keep improving.)
+    default tolerance ``1e-10`` from condition numbers near ``1e7`` (whitening by a Cholesky
+    factor instead of ``M^-1/2`` leaves it as high). From there the criterion fluctuates and
+    the iteration would run to ``max_iter``. The floor counts as reached when, since the
+    criterion last halved its smallest value, at least ``STEPS`` iterations passed and it
+    rose at least ``RISES`` times, that smallest value being at most ``sqrt(tol)``: a steadily
+    converging iteration does not rise, and a solver this close to the mean is past the
+    damped regime where it may.
     """
 
     STEPS = 3
