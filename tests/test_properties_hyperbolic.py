@@ -52,6 +52,14 @@ def geoopt_module():
         return pytest.importorskip("geoopt")
 
 
+def geoopt_twin(case, name, seed):
+    """geoopt, the case ``(m, x, y)``, its curvature as a float64 tensor, geoopt's manifold
+    ``name`` at that curvature and a generator seeded with ``seed``."""
+    geoopt = geoopt_module()
+    k = torch.tensor(float(case[0].k), dtype=F64)
+    return geoopt, case, k, getattr(geoopt, name)(k.clone()), generator(seed)
+
+
 def generator(seed, stream=1):
     """A seeded torch generator. The strategies draw points from ``stream`` 0 and the tests
     their tangent vectors from ``stream`` 1, so that equal drawn seeds (hypothesis shrinks them
@@ -535,11 +543,7 @@ def test_stereographic_agrees_with_geoopt(case, seed):
     # geoopt's SphereProjection / PoincareBall in float64 at moderate points (geoopt's textbook
     # formulas lose digits near the boundary, the pole, and at tiny |k|, where it switches to a
     # first-order series).
-    geoopt = geoopt_module()
-    m, x, y = case
-    k = torch.tensor(float(m.k), dtype=F64)
-    ref = geoopt.Stereographic(k.clone())
-    g = generator(seed)
+    geoopt, (m, x, y), k, ref, g = geoopt_twin(case, "Stereographic", seed)
     u = 0.3 * torch.randn(x.shape, dtype=F64, generator=g) / m.lambda_x(x, keepdim=True)
     pairs = {
         "dist": (m.dist(x, y), ref.dist(x, y)),
@@ -901,11 +905,7 @@ def test_lorentz_agrees_with_geoopt(case, seed):
     # geoopt's Lorentz(k) has the same convention (<x, x>_L = -k, curvature -1/k). Its arcosh of
     # -<x, y>_L / k loses half the digits for nearby points, and its transport (through logmap
     # and dist^2) with them: those are compared only for pairs apart.
-    geoopt = geoopt_module()
-    m, x, y = case
-    k = torch.tensor(float(m.k), dtype=F64)
-    ref = geoopt.Lorentz(k.clone())
-    g = generator(seed)
+    geoopt, (m, x, y), k, ref, g = geoopt_twin(case, "Lorentz", seed)
     u = m.proju(x, 0.3 * math.sqrt(float(k)) * torch.randn(x.shape, dtype=F64, generator=g))
     grad = torch.randn(x.shape, dtype=F64, generator=g)
     apart = m.dist(x, y) > 1e-3 * math.sqrt(float(k))
