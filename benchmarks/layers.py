@@ -33,6 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, setup, synchronized  # noqa: E402
 
 N_IN, N_OUT, CLASSES = 40, 20, 4
+# pause between rounds: the OpenMP threads of the process that just ran spin-wait for a while
+# after its last step and would take cores from the next one
+SETTLE_S = 0.2
 VARIANTS = ("riemtorch, 1 Karcher iteration", "riemtorch, mean to tolerance", "spd_learn")
 
 
@@ -132,9 +135,10 @@ def worker(variant, threads, size):
         print(json.dumps(times), flush=True)
 
 
-def alternating_median_ms(threads, size, rounds=5, per_round=3):
+def alternating_median_ms(threads, size, rounds=5, per_round=10):
     """Median ms of a training step for each variant, each in its own process: in every round
-    each process runs ``per_round`` timed steps in turn (the others wait, idle)."""
+    each process runs one untimed and ``per_round`` timed steps in turn, after a pause of
+    ``SETTLE_S`` (the others wait, idle)."""
     procs = {}
     for variant in VARIANTS:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant,
@@ -151,6 +155,7 @@ def alternating_median_ms(threads, size, rounds=5, per_round=3):
     try:
         for _ in range(rounds):
             for variant, proc in procs.items():
+                time.sleep(SETTLE_S)
                 proc.stdin.write(f"{per_round}\n")
                 proc.stdin.flush()
                 times[variant] += json.loads(proc.stdout.readline())
