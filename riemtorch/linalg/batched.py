@@ -18,13 +18,15 @@ other torch operations it pays only from more: torch's OpenMP threads spin-wait 
 milliseconds after each parallel operation and hold a core the chunk needs (2 cores, right
 after a batched product: 64 ``eigh`` of 20 x 20 took 2.1 ms split against 1.9 ms not, 128
 took 4.1 against 3.7, 256 took 4.2 against 7.5). The training step of an SPDNet with batch
-norm on 64 matrices of 20 x 20 ran 2-8 % faster without its splits. For matrices of 32 x 32 and larger, torch's own thread count is set to 1 while
-the chunks run (and restored after): MKL's LAPACK threads a single decomposition from about
-that size, and threads inside every chunk would oversubscribe the cores (2 cores, interleaved
-runs: 256 ``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threaded chunks;
-40 x 40, 43 and 35 ms; below 32 x 32 no gain). Other Python threads that run torch operations
-at that moment see that thread count too, and restoring it goes through
-``torch.set_num_threads``, which also sets MKL's thread count to torch's.
+norm on 64 matrices of 20 x 20 ran 2-8 % faster without its splits.
+
+For matrices of 32 x 32 and larger, torch's own thread count is set to 1 while the chunks run
+(and restored after): MKL's LAPACK threads a single decomposition from about that size, and
+threads inside every chunk would oversubscribe the cores (2 cores, interleaved runs: 256
+``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threaded chunks; 40 x 40, 43 and
+35 ms; below 32 x 32 no gain). Other Python threads that run torch operations at that moment see
+that thread count too, and restoring it goes through ``torch.set_num_threads``, which also sets
+MKL's thread count to torch's.
 """
 
 import os
