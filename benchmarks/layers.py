@@ -159,7 +159,11 @@ def alternating_median_ms(threads, size, rounds=5, per_round=10):
                 time.sleep(SETTLE_S)
                 proc.stdin.write(f"{per_round}\n")
                 proc.stdin.flush()
-                times[variant] += json.loads(proc.stdout.readline())
+                answer = proc.stdout.readline()
+                if not answer:
+                    raise RuntimeError(f"the {variant!r} worker stopped "
+                                       f"(exit status {proc.wait()}; its error is above)")
+                times[variant] += json.loads(answer)
     finally:
         for proc in procs.values():
             proc.stdin.close()
