@@ -227,6 +227,24 @@ def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores
         torch.set_num_threads(threads)
 
 
+def test_default_split_threshold_keeps_batch_norm_batches_whole(monkeypatch):
+    """By default a batch splits only when every thread gets at least 2^19 of work (sum of
+    n^3): a batch-norm batch of 64 matrices of 20 x 20 runs in one call, 256 of them in one
+    chunk per thread."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    sizes = []
+
+    def record(a):
+        sizes.append(a.shape[0])
+        return torch.linalg.eigvalsh(a)
+
+    for count in (64, 131, 132, 256):
+        sizes.clear()
+        out = map_batch_chunks(record, spd((count,), n=20, seed=16))
+        assert out.shape == (count, 20)
+        assert sizes == ([count] if count <= 131 else [count // 2, count - count // 2])
+
+
 def test_anderson_acceleration_solves_a_linear_fixed_point_in_fewer_steps():
     """``x <- a o x + b`` entrywise, rates up to 0.9, on a batch of matrices: the accelerated
     iteration reaches the fixed point ``b / (1 - a)`` to 1e-12 in fewer steps than the plain
