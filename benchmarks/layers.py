@@ -87,20 +87,25 @@ def training_step(model, optimizer, x, y):
     return synchronized(step, x.device)
 
 
+def timed_round(step, count):
+    """One untimed training step, then ``count`` timed ones back to back (as in a training
+    loop); their times in ms."""
+    step()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        step()
+        times.append(1e3 * (time.perf_counter() - start))
+    return times
+
+
 def timed(model, optimizer, x, y, rounds=5, per_round=3):
-    """Median ms of a training step in this process: ``rounds`` of one untimed step and
-    ``per_round`` timed ones back to back (the GPU report, where the device does the work)."""
+    """Median ms of a training step in this process, over ``rounds`` of :func:`timed_round`
+    (the GPU report, where the device does the work)."""
     step = training_step(model, optimizer, x, y)
     for _ in range(3):
         step()
-    times = []
-    for _ in range(rounds):
-        step()
-        for _ in range(per_round):
-            start = time.perf_counter()
-            step()
-            times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
+    return statistics.median(t for _ in range(rounds) for t in timed_round(step, per_round))
 
 
 def batch(size):
@@ -114,8 +119,8 @@ def batch(size):
 
 
 def worker(variant, threads, size):
-    """Serve timing requests on stdin: for each line ``k``, one untimed step and ``k`` timed ones
-    back to back (as in a training loop); answers the times in ms as a JSON list."""
+    """Serve timing requests on stdin: for each line ``k``, :func:`timed_round` of ``k`` steps,
+    answered as a JSON list of ms."""
     setup(threads)
     warnings.filterwarnings("ignore")
     try:
@@ -127,13 +132,7 @@ def worker(variant, threads, size):
         return
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
-        step()
-        times = []
-        for _ in range(int(line)):
-            start = time.perf_counter()
-            step()
-            times.append(1e3 * (time.perf_counter() - start))
-        print(json.dumps(times), flush=True)
+        print(json.dumps(timed_round(step, int(line))), flush=True)
 
 
 def alternating_median_ms(threads, size, rounds=5, per_round=10):
