@@ -132,7 +132,7 @@ def test_karcher_final_step_rate_bounds_the_hessian_and_contracts():
     """The step taken past the tolerance is ``2 F / (1 + k)`` with ``k`` at least the largest
     eigenvalue of the Newton Hessian (built densely here from its action on a basis), so the
     linearised residual shrinks by ``(k - 1) / (k + 1)`` even for widely spread samples."""
-    from riemtorch.manifolds.spd import karcher
+    from riemtorch.manifolds.spd import karcher, newton_hessian
 
     x = spd((7,), n=3, cond=1e5, seed=13)
     w = torch.rand(7, dtype=F64, generator=torch.Generator().manual_seed(3)) + 0.1
@@ -140,7 +140,7 @@ def test_karcher_final_step_rate_bounds_the_hessian_and_contracts():
     mean = karcher.arithmetic_harmonic_start(x, w)
     _, lam, bases = karcher.whitened_spectrum(x, mean)
     loglam, grad, _ = karcher.karcher_gradient(lam, bases, w)
-    hessian = karcher._Hessian(karcher._newton_kernel(lam, loglam, w), bases)
+    hessian = newton_hessian.NewtonHessian(newton_hessian.newton_kernel(lam, loglam), bases, w)
     basis = [sym(torch.zeros(3, 3, dtype=F64).index_put_((torch.tensor(i), torch.tensor(j)),
                                                           torch.tensor(1.0, dtype=F64)))
              for i in range(3) for j in range(i, 3)]
