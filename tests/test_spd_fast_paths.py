@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import riemtorch
-from riemtorch.linalg.batched import map_batch_chunks
+from riemtorch.linalg.batched import map_batch_chunks, split_eigh, sum_batch_chunks
 from riemtorch.linalg.symmetric import sym
 
 F64 = torch.float64
@@ -185,6 +185,42 @@ def test_thread_split_batches_are_bitwise_equal(monkeypatch):
     grad_input = x.clone().requires_grad_(True)
     out = map_batch_chunks(torch.linalg.eigvalsh, grad_input, min_work=16 * 4 ** 3)
     assert out.grad_fn is not None
+
+
+def test_split_eigh_decomposes_chunks_into_one_output(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    x = spd((2, 100), n=4, seed=17)
+    lam, u = torch.linalg.eigh(x)
+    sizes = []
+    original = torch.linalg.eigh
+
+    def record(a, **kwargs):
+        sizes.append(a.shape[:-2].numel())
+        return original(a, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", record)
+    split_lam, split_u = split_eigh(x, min_work=16 * 4 ** 3)
+    assert sorted(sizes) == [66, 67, 67]
+    assert torch.equal(split_lam, lam) and torch.equal(split_u, u)
+    assert split_u.shape == (2, 100, 4, 4) and split_u.mT.is_contiguous()
+    sizes.clear()
+    whole_lam, _ = split_eigh(x)  # below the default work per thread: one call
+    assert sizes == [200] and torch.equal(whole_lam, lam)
+
+
+def test_sum_batch_chunks_adds_partial_sums_over_the_first_dimension(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    xs = spd((30, 2), n=4, seed=18)
+    w = torch.rand(30, 1, 1, 1, dtype=F64, generator=torch.Generator().manual_seed(19))
+    shapes = []
+
+    def weighted_inverse_sum(a, b):
+        shapes.append(tuple(a.shape))
+        return (b * torch.linalg.inv(a)).sum(0)
+
+    total = sum_batch_chunks(weighted_inverse_sum, xs, w, min_work=10 * 4 ** 3)
+    assert shapes == [(10, 2, 4, 4)] * 3
+    torch.testing.assert_close(total, (w * torch.linalg.inv(xs)).sum(0), rtol=1e-13, atol=0)
 
 
 def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores_threads():

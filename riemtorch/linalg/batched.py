@@ -7,7 +7,8 @@ says; for batches of small matrices that loop dominates the SPD computations.
 :func:`map_batch_chunks` splits the batch into ``torch.get_num_threads()`` contiguous chunks and
 runs them in a small thread pool (torch releases the GIL inside its operators), so the loop uses
 the threads the user granted. Results are bitwise those of the unsplit call: every matrix goes
-through the same LAPACK routine.
+through the same LAPACK routine. :func:`split_eigh` does the same for ``eigh`` with the chunks
+writing into one output, and :func:`sum_batch_chunks` for functions that sum over the batch.
 
 It only splits without autograd (inside custom ``autograd.Function`` passes, or when no input
 requires grad), on CPU, and when every thread gets enough work (``min_work``, counted as the
@@ -58,7 +59,11 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _POOL["executor"]
 
 
-def _without_grad(fn, args):
+def _without_grad(fn, args, serial=False):
+    if serial:
+        # a pool thread keeps the OpenMP thread count of its first torch operation: set it here
+        # too (the process-wide counts are already 1 while the chunks run)
+        torch.set_num_threads(1)
     with torch.no_grad():
         return fn(*args)
 
@@ -73,6 +78,49 @@ def _concatenate(results, batch):
             out = torch.cat(results)
         return out.reshape(*batch, *out.shape[1:])
     return tuple(_concatenate([r[i] for r in results], batch) for i in range(len(first)))
+
+
+def _split(tensors, min_work: int, flatten: bool = True):
+    """``(chunks, batch, n)`` for :func:`map_batch_chunks`: the flattened, broadcast inputs cut
+    into tuples of contiguous chunks, one per thread, the broadcast batch shape and the matrix
+    size; ``None`` where the batch stays whole. Without ``flatten`` the inputs are cut along
+    their first dimension only (all of the same size there)."""
+    threads = torch.get_num_threads()
+    if threads < 2:
+        return None
+    if len(tensors) == 1:  # the common case, without the broadcast bookkeeping
+        batch, n = tensors[0].shape[:-2], tensors[0].shape[-1]
+    else:
+        batch = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
+        n = max(t.shape[-1] for t in tensors)
+    count = batch.numel()
+    splittable = count if flatten else (batch[0] if batch else 1)
+    parts = min(threads, count * n ** 3 // min_work, splittable)
+    if parts < 2:
+        return None
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if needs_grad or any(t.device.type != "cpu" for t in tensors):
+        return None
+    if not flatten:
+        return list(zip(*(t.tensor_split(parts) for t in tensors))), batch, n
+    flat = [t.expand(*batch, *t.shape[-2:]).reshape(count, *t.shape[-2:]) for t in tensors]
+    return list(zip(*(f.tensor_split(parts) for f in flat))), batch, n
+
+
+def _run(fn: Callable, chunks, n: int) -> list:
+    """``fn`` of every chunk (of ``n x n`` matrices), the first in this thread and the others in
+    the pool."""
+    threads = torch.get_num_threads()
+    pool = _executor(threads)
+    serial = n >= SERIAL_CHUNKS_FROM
+    if serial:
+        torch.set_num_threads(1)
+    try:
+        futures = [pool.submit(_without_grad, fn, chunk, serial) for chunk in chunks[1:]]
+        return [_without_grad(fn, chunks[0])] + [f.result() for f in futures]
+    finally:
+        if serial:
+            torch.set_num_threads(threads)
 
 
 def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: int = 1 << 19):
@@ -92,34 +140,46 @@ def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: int = 1 << 
     -------
     The result of ``fn`` with the broadcast batch shape in front.
     """
-    threads = torch.get_num_threads()
-    if threads < 2:
+    plan = _split(tensors, min_work)
+    if plan is None:
         return fn(*tensors)
-    if len(tensors) == 1:  # the common case, without the broadcast bookkeeping
-        batch, n = tensors[0].shape[:-2], tensors[0].shape[-1]
-    else:
-        batch = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
-        n = max(t.shape[-1] for t in tensors)
-    count = batch.numel()
-    parts = min(threads, count * n ** 3 // min_work, count)
-    if parts < 2:
+    chunks, batch, n = plan
+    return _concatenate(_run(fn, chunks, n), batch)
+
+
+def sum_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: int = 1 << 19):
+    """``fn(*tensors)`` for a ``fn`` that sums over the first dimension of its inputs (all of
+    the same size ``N`` there, ``(N, ..., n, n)``), computed over chunks of that dimension in
+    threads as :func:`map_batch_chunks` does, and the partial sums added: no per-sample
+    results are concatenated (the weighted sum of 1000 inverses of 22 x 22 on 2 cores: 3.2 ms
+    against 3.7). ``fn`` returns a tensor."""
+    plan = _split(tensors, min_work, flatten=False)
+    if plan is None:
         return fn(*tensors)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if needs_grad or any(t.device.type != "cpu" for t in tensors):
-        return fn(*tensors)
-    flat = [t.expand(*batch, *t.shape[-2:]).reshape(count, *t.shape[-2:]) for t in tensors]
-    chunks = list(zip(*(f.tensor_split(parts) for f in flat)))
-    pool = _executor(threads)
-    serial = n >= SERIAL_CHUNKS_FROM
-    if serial:
-        torch.set_num_threads(1)
-    try:
-        futures = [pool.submit(_without_grad, fn, chunk) for chunk in chunks[1:]]
-        results = [_without_grad(fn, chunks[0])] + [f.result() for f in futures]
-    finally:
-        if serial:
-            torch.set_num_threads(threads)
-    return _concatenate(results, batch)
+    chunks, _, n = plan
+    parts = _run(fn, chunks, n)
+    return sum(parts[1:], parts[0])
+
+
+def split_eigh(x: torch.Tensor, min_work: int = 1 << 19):
+    """:func:`eigh` of ``(..., n, n)`` split over threads like :func:`map_batch_chunks`, each
+    chunk decomposed into its slice of one output pair: a copy of the eigenvectors fewer than
+    concatenating the chunks' results (1000 matrices of 22 x 22 on 2 cores: 18.3 ms against
+    18.8). The eigenvectors come column-major, as LAPACK returns them."""
+    plan = _split((x,), min_work)
+    if plan is None:
+        return eigh(x)
+    chunks, batch, n = plan
+    lam = x.new_empty(batch.numel(), n)
+    u = x.new_empty(batch.numel(), n, n).mT
+    bounds = [0]
+    for (chunk,) in chunks:
+        bounds.append(bounds[-1] + chunk.shape[0])
+    slices = [(chunk, lam[lo:hi], u[lo:hi])
+              for (chunk,), lo, hi in zip(chunks, bounds, bounds[1:])]
+    _run(lambda chunk, values, vectors: torch.linalg.eigh(chunk, out=(values, vectors)), slices,
+         n)
+    return lam.reshape(*batch, n), u.reshape(*batch, n, n)
 
 
 def _on_host(x: torch.Tensor) -> bool:

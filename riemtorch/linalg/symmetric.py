@@ -19,7 +19,6 @@ import torch
 
 from riemtorch import config
 from riemtorch.linalg import batched, spectral
-from riemtorch.linalg.batched import map_batch_chunks
 from riemtorch.linalg.checks import check_symmetric_matrix
 
 
@@ -69,7 +68,7 @@ class _SymmetricFunctions(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, functions):
-        lam, u = map_batch_chunks(eigh, x)
+        lam, u = batched.split_eigh(x.to(working_dtype(x.dtype)))
         if any(fn.needs_positive for fn in functions):
             lam = floor_eigenvalues(lam, x.dtype)
         ctx.functions = functions

@@ -36,7 +36,7 @@ takes 8.
 
 import torch
 
-from riemtorch.linalg.batched import eigh, map_batch_chunks
+from riemtorch.linalg.batched import split_eigh
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.symmetric import sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
@@ -122,7 +122,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
         c = sym(common.congruence_shared(factor_t, xs))
         return common.weighted_sum(w, sqrtm_by(c, method)), None
     if stored is None:
-        lam, u = map_batch_chunks(eigh, common.congruence_shared(factor_t, xs))
+        lam, u = split_eigh(common.congruence_shared(factor_t, xs))
     else:
         bases, sig, rt = stored
         ct = bases.to_bases(xs, factor_t)
@@ -130,7 +130,7 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
         if ok:
             return bases.combine(w * rt), (bases, sig, rt)
         # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
-        lam, v = map_batch_chunks(eigh, ct)
+        lam, v = split_eigh(ct)
         u = bases.u @ v
     sig = lam.clamp_min(torch.finfo(lam.dtype).tiny).sqrt()
     bases = EigenBases(u)

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.batched import eigh, map_batch_chunks
+from riemtorch.linalg.batched import eigh, split_eigh, sum_batch_chunks
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -74,12 +74,12 @@ def whitened_spectrum(xs, mean):
     input at condition number 1e6 has whitened eigenvalues down to ``1e-12`` of the largest).
     """
     frame = symmetric_frame(mean)
-    lam, u = map_batch_chunks(eigh, common.congruence_shared(frame.inv_root, xs))
+    lam, u = split_eigh(common.congruence_shared(frame.inv_root, xs))
     return frame, floor_eigenvalues(lam, lam.dtype), EigenBases(u)
 
 
-def _inverse(x):
-    return torch.cholesky_inverse(common.cholesky(x))
+def _weighted_inverse_sum(xs, w):
+    return common.weighted_sum(w, torch.cholesky_inverse(common.cholesky(xs)))
 
 
 def arithmetic_harmonic_start(xs, w):
@@ -91,7 +91,7 @@ def arithmetic_harmonic_start(xs, w):
     eigendecomposition of the samples.
     """
     arith = common.weighted_sum(w, xs)
-    inverse_mean = common.weighted_sum(w, map_batch_chunks(_inverse, xs))
+    inverse_mean = sum_batch_chunks(_weighted_inverse_sum, xs, w)
     chol = common.cholesky(arith)
     # A # H = L (I # L^-1 H L^-T) L^T, and L^-1 H L^-T = (L^T H^-1 L)^-1.
     whitened_inverse = sym(chol.transpose(-1, -2) @ inverse_mean @ chol)
