@@ -36,14 +36,14 @@ docstring refers here.
   of this floor.
 * **Float32 inside float64 linear solves.** The conjugate-gradient solves of the Karcher mean
   (its Newton steps and its implicit derivative, hence the affine-invariant batch norm) compute
-  the Hessian's departure from the identity in float32 when the estimated rounding error of
-  that part stays within the solve's tolerance
-  (:class:`~riemtorch.manifolds.spd.newton_hessian.NewtonHessian`); everything else stays in
-  the working dtype. A Newton step solved that way is checked by the next iteration in the
-  working dtype, so the mean's tolerance holds as before. A derivative solved to ``1e-10``
-  (of a mean to the default float64 tolerance) uses it only for samples so concentrated that
-  the estimate is below that too; one after a single Newton step (``mean_iters=1``, solved to
-  the step's residual, about ``1e-5``) or of float32 input uses it.
+  the Hessian's departure from the identity in float32
+  (:class:`~riemtorch.manifolds.spd.newton_hessian.NewtonHessian`). Where the estimated
+  rounding error of that part exceeds the solve's tolerance (a relative ``1e-10``, say, against
+  an estimate near ``1e-7``), the solution is refined with its residual computed in the working
+  dtype, so every solve reaches its tolerance under the exact product; where the estimate
+  exceeds ``1e-4`` (widely spread samples) the solve stays in the working dtype. Everything
+  else stays in the working dtype, and each Newton step is checked by the next iteration in
+  it, so the mean's tolerance holds as before.
 * **Near-equal eigenvalues in backward passes.** The Daleckii-Krein divided differences
   ``(f(a) - f(b)) / (a - b)`` are evaluated in a cancellation-free closed form for the built-in
   functions (sqrt, inverse sqrt, log, exp, powers; exactly for the ReEig clamp); for a user

@@ -11,8 +11,8 @@ for ``W_i = U_i diag(l) U_i^T``. ``K >= 1`` entrywise, so ``H`` is symmetric pos
 with all eigenvalues at least 1 and, for moderately spread data, close to 1: conjugate
 gradients solve ``H[V] = F`` in a few matrix products, and the Newton step
 ``M <- M^1/2 exp(V) M^1/2`` converges quadratically. The products compute ``H - I``, small for
-concentrated samples, in float32 where the solve's tolerance allows it
-(:class:`~riemtorch.manifolds.spd.newton_hessian.NewtonHessian`): the Newton step of the
+concentrated samples, in float32, refined with float64 residuals where the tolerance asks for
+more (:class:`~riemtorch.manifolds.spd.newton_hessian.NewtonHessian`): the Newton step of the
 benchmark's 1000 samples solves in a third of the time. Every iteration costs one batched ``eigh``
 of the samples (the logs and ``H`` come from the same decomposition); started from the
 geometric mean of the arithmetic and harmonic means (no eigendecomposition of the samples), two
