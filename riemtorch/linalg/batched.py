@@ -172,11 +172,9 @@ def split_eigh(x: torch.Tensor, min_work: int = 1 << 19):
     chunks, batch, n = plan
     lam = x.new_empty(batch.numel(), n)
     u = x.new_empty(batch.numel(), n, n).mT
-    bounds = [0]
-    for (chunk,) in chunks:
-        bounds.append(bounds[-1] + chunk.shape[0])
-    slices = [(chunk, lam[lo:hi], u[lo:hi])
-              for (chunk,), lo, hi in zip(chunks, bounds, bounds[1:])]
+    sizes = [chunk.shape[0] for (chunk,) in chunks]
+    slices = [(chunk, values, vectors)
+              for (chunk,), values, vectors in zip(chunks, lam.split(sizes), u.split(sizes))]
     _run(lambda chunk, values, vectors: torch.linalg.eigh(chunk, out=(values, vectors)), slices,
          n)
     return lam.reshape(*batch, n), u.reshape(*batch, n, n)

@@ -75,7 +75,6 @@ class NewtonHessian:
         unit = 0.5 * torch.finfo(torch.float32).eps
         self.float32_error = unit * math.sqrt(n * float(mean_square.amax()))
         self.correction = excess.mul_(w)
-        self._float32_product = None
 
     def _plus_identity_part(self, product, d):
         if isinstance(self.total, float):
@@ -88,15 +87,13 @@ class NewtonHessian:
     def float32_product(self):
         """``D -> H[D]`` with the departure from the identity computed in float32 (relative
         error about ``float32_error``); float64 in and out."""
-        if self._float32_product is None:
-            bases, correction = EigenBases(self.bases.u.float()), self.correction.float()
+        bases, correction = EigenBases(self.bases.u.float()), self.correction.float()
 
-            def product(d):
-                low = bases.hadamard_sandwich(correction, d.float()).to(d.dtype)
-                return self._plus_identity_part(low, d)
+        def product(d):
+            low = bases.hadamard_sandwich(correction, d.float()).to(d.dtype)
+            return self._plus_identity_part(low, d)
 
-            self._float32_product = product
-        return self._float32_product
+        return product
 
     def solve(self, b, atol, max_iter=30):
         """Solve ``H[x] = b`` to the residual ``atol`` by conjugate gradients.
