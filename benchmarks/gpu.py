@@ -81,7 +81,9 @@ def layers_section(device, batch=64):
 
 def hyperbolic_section(device):
     """Validation off for riemtorch (as in ``spd.py``; geoopt does not validate), curvatures on
-    the device for both libraries."""
+    the device for both libraries. Each riemtorch operation is also timed under
+    ``torch.compile`` (default inductor backend; the compilation happens in the untimed warm-up
+    calls), which fuses its elementwise steps into a few kernels."""
     geoopt = hyperbolic._geoopt()
     g = torch.Generator().manual_seed(0)
     batch, dim = hyperbolic.BATCH, hyperbolic.DIM
@@ -95,22 +97,25 @@ def hyperbolic_section(device):
         ball, lor = ball.to(device), lor.to(device)
         lu = lor.proju(lx, 0.3 * lu)
         curvature = torch.tensor(1.0, dtype=dtype, device=device)
-        with riemtorch.config.override(validate=False):
-            ours, ref = hyperbolic.time_pairs(
-                _on_device(hyperbolic.ball_ops(ball, x, y, u), device),
-                _on_device(hyperbolic.geoopt_ball_ops(geoopt.PoincareBall(curvature), x, y, u),
-                           device))
-            l_ours, l_ref = hyperbolic.time_pairs(
-                _on_device(hyperbolic.lorentz_ops(lor, lx, ly, lu), device),
-                _on_device(hyperbolic.lorentz_ops(geoopt.Lorentz(curvature), lx, ly, lu,
-                                                  gyro=False), device))
-        rows = [[f"Poincaré {name}", t, ref.get(name), hyperbolic.ratio(ref.get(name), t)]
-                for name, t in ours.items()]
-        rows += [[f"Lorentz {name}", t, l_ref.get(name), hyperbolic.ratio(l_ref.get(name), t)]
-                 for name, t in l_ours.items()]
+        rows = []
+        for model, ours, peer in (
+                ("Poincaré", hyperbolic.ball_ops(ball, x, y, u),
+                 hyperbolic.geoopt_ball_ops(geoopt.PoincareBall(curvature), x, y, u)),
+                ("Lorentz", hyperbolic.lorentz_ops(lor, lx, ly, lu),
+                 hyperbolic.lorentz_ops(geoopt.Lorentz(curvature), lx, ly, lu, gyro=False))):
+            compiled = {name: torch.compile(fn) for name, fn in ours.items()}
+            with riemtorch.config.override(validate=False):
+                eager, ref, fused = hyperbolic.time_pairs(
+                    _on_device(ours, device), _on_device(peer, device),
+                    _on_device(compiled, device))
+            rows += [[f"{model} {name}", t, fused[name], ref.get(name),
+                      hyperbolic.ratio(ref.get(name), t), hyperbolic.ratio(ref.get(name),
+                                                                           fused[name])]
+                     for name, t in eager.items()]
         print_table(f"Hyperbolic operations on {device}, {batch} x {dim} (Lorentz: ambient "
                     f"{dim + 1}), {_name(dtype)}, validation off",
-                    ["op", "riemtorch ms", "geoopt ms", "geoopt / riemtorch"], rows)
+                    ["op", "riemtorch ms", "riemtorch compiled ms", "geoopt ms",
+                     "geoopt / riemtorch", "geoopt / riemtorch compiled"], rows)
 
 
 def eigh_section(device):

@@ -16,7 +16,7 @@ docstring refers here.
   (``config.cuda_eigh_on_host``, default ``True``). cuSOLVER's batched Jacobi solver takes
   matrices up to 32 x 32; for larger ones ``torch.linalg.eigh`` decomposes the batch one matrix
   at a time on the device: 48 ms for 64 matrices of 64 x 64 (float64, H100), where LAPACK on
-  16 host threads takes 13 ms including the copies (3.5-12x faster for batches of 64-1024 of
+  16 host threads takes 13 ms including the copies (3-20x faster for batches of 64-1024 of
   sizes 48-64; at 128 x 128 the device is as fast). Results come back to the input's device;
   autograd follows the copies. Single matrices stay on the device.
 * **Eigenvalue floor for functions that need positive eigenvalues** (log, square root, inverse

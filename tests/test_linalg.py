@@ -472,3 +472,20 @@ def test_gmres_solves_nonsymmetric_matrix_systems(batch, restart):
         x = gmres(op, partly, atol=1e-12, restart=restart)
         assert torch.equal(x[1], torch.zeros_like(x[1]))
         torch.testing.assert_close(x[[0, 2]], expected[[0, 2]], rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("rows", [3, 200_000])  # the product, and the contraction (>= 8 MiB)
+def test_dot_matches_numpy_with_both_evaluations(rows):
+    from riemtorch.linalg.vector import dot
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(rows, 7, dtype=torch.float64, generator=g)
+    res = dot(a, b)
+    assert res.shape == (rows, 1) and dot(a, b, keepdim=False).shape == (rows,)
+    np.testing.assert_allclose(res.detach().numpy()[:, 0],
+                               np.einsum("ij,ij->i", a.detach().numpy(), b.numpy()), rtol=0, atol=1e-13)
+    res.sum().backward()
+    assert torch.equal(a.grad, b)
+    # broadcast operands take the product and sum
+    assert torch.allclose(dot(a[:1], b), (a[:1] * b).sum(-1, keepdim=True))

@@ -22,6 +22,7 @@ small and large distances (no ``arcosh`` of a number near 1), with a finite (zer
 import torch
 
 from riemtorch.linalg.safe import safe_norm, safe_sqrt
+from riemtorch.linalg.vector import dot
 from riemtorch.manifolds.stereographic_math import _arsin_ratio
 
 __all__ = [
@@ -35,19 +36,10 @@ def _as_k(k, like):
     return torch.as_tensor(k, dtype=like.dtype, device=like.device)
 
 
-def _dot(a, b):
-    """``sum_i a_i b_i`` over the last dimension, keeping it (size 1). For operands of one shape
-    a contraction (no product temporary: about 2.5x faster on 100000 x 17 on CPU); broadcast
-    operands (pairwise distances) keep the product-and-sum, which is faster for them."""
-    if a.shape == b.shape:
-        return torch.einsum("...i,...i->...", a, b).unsqueeze(-1)
-    return (a * b).sum(-1, keepdim=True)
-
-
 def minkowski_inner(u, v, keepdim=False):
     """``<u, v>_L = -u_0 v_0 + sum_i u_i v_i``, as ``sum_i u_i v_i - 2 u_0 v_0`` over the whole
     vectors (the same rounding, about ``eps |u| |v|``, as summing the spatial part first)."""
-    res = _dot(u, v) - 2 * u[..., :1] * v[..., :1]
+    res = dot(u, v) - 2 * u[..., :1] * v[..., :1]
     return res if keepdim else res.squeeze(-1)
 
 
@@ -87,16 +79,16 @@ def tangent_inner(x, u, v, *, k, keepdim=False):
     k = _as_k(k, x)
     same = v is u  # a norm: half the products
     xs, us, vs = x[..., 1:], u[..., 1:], v[..., 1:]
-    r2 = _dot(xs, xs)
+    r2 = dot(xs, xs)
     far = r2 > k
     r2_far = torch.where(far, r2, torch.ones_like(r2))  # finite in the unused branch
-    a = _dot(xs, us)
-    b = a if same else _dot(xs, vs)
+    a = dot(xs, us)
+    b = a if same else dot(xs, vs)
     ab_x02 = a * b / (k + r2)
-    near_value = _dot(us, vs) - ab_x02
+    near_value = dot(us, vs) - ab_x02
     u_perp = us - a / r2_far * xs
     v_perp = u_perp if same else vs - b / r2_far * xs
-    far_value = _dot(u_perp, v_perp) + ab_x02 * k / r2_far
+    far_value = dot(u_perp, v_perp) + ab_x02 * k / r2_far
     res = torch.where(far, far_value, near_value)
     return res if keepdim else res.squeeze(-1)
 
@@ -138,18 +130,18 @@ def _chord2(x, y, k):
     xs, ys = x[..., 1:], y[..., 1:]
     x0, y0 = x[..., :1], y[..., :1]
     d, s = xs - ys, xs + ys
-    s2 = _dot(s, s)
+    s2 = dot(s, s)
     s2_safe = torch.where(s2 > 0, s2, torch.ones_like(s2))  # S = 0: c = 0, D' = D
-    gap = _dot(d, s) / (x0 + y0)  # x_0 - y_0
+    gap = dot(d, s) / (x0 + y0)  # x_0 - y_0
     c = gap.square() / s2_safe
     # D' from D (rounding eps |D|: close points) or from the nearer point (eps m: far apart)
     nearer0 = torch.minimum(x0, y0)
-    from_d = _dot(d, d) <= 4 * nearer0.square()
+    from_d = dot(d, d) <= 4 * nearer0.square()
     half = torch.where(from_d, 0.5 * d, torch.where(x0 <= y0, xs, ys))
-    half_perp = torch.where(s2 > 0, half - _dot(half, s) / s2_safe * s, half)
+    half_perp = torch.where(s2 > 0, half - dot(half, s) / s2_safe * s, half)
     eps = torch.finfo(x.dtype).eps
     one_minus_c = (1 - c).clamp_min(eps)
-    via_parts = (4 * _dot(half_perp, half_perp) + 4 * k * c) / one_minus_c
+    via_parts = (4 * dot(half_perp, half_perp) + 4 * k * c) / one_minus_c
     via_inner = (-2 * k - 2 * minkowski_inner(x, y, keepdim=True)).clamp_min(0)
     # error estimates (over eps) judged with the inner form's q: the parts form is meaningless
     # where 1 - c is at rounding level, and there q is large
@@ -219,17 +211,17 @@ def _point_tangent_inner(x, y, v, k):
     """
     xs, ys, vs = x[..., 1:], y[..., 1:], v[..., 1:]
     x0, y0 = x[..., :1], y[..., :1]
-    r2 = _dot(xs, xs)
+    r2 = dot(xs, xs)
     far = r2 > k
     r = torch.where(far, r2, torch.ones_like(r2)).sqrt()  # finite in the unused branch
     axis = xs / r
-    alpha, beta = _dot(axis, ys), _dot(axis, vs)
+    alpha, beta = dot(axis, ys), dot(axis, vs)
     y_perp, v_perp = ys - alpha * axis, vs - beta * axis
     outward = alpha > 0
-    numerator = k * _dot(axis, ys - xs) * (alpha + r) - r * r * _dot(y_perp, y_perp)
+    numerator = k * dot(axis, ys - xs) * (alpha + r) - r * r * dot(y_perp, y_perp)
     denominator = torch.where(outward, alpha * x0 + y0 * r, torch.ones_like(r))
     radial = torch.where(outward, numerator / denominator, alpha * x0 - y0 * r)
-    far_value = _dot(y_perp, v_perp) + beta * radial / x0
+    far_value = dot(y_perp, v_perp) + beta * radial / x0
     return torch.where(far, far_value, minkowski_inner(y, v, keepdim=True))
 
 

@@ -3,11 +3,8 @@
 import torch
 
 from riemtorch.linalg.safe import safe_norm
+from riemtorch.linalg.vector import dot
 from riemtorch.manifolds.base import Manifold, broadcast_batch, checks_inputs
-
-
-def _dot(x, y, keepdim=True):
-    return (x * y).sum(-1, keepdim=keepdim)
 
 
 def _antipodal_direction(x):
@@ -15,7 +12,7 @@ def _antipodal_direction(x):
     least ``sqrt(1 - 1/n)``): a fixed direction of travel from ``x`` to ``-x``."""
     k = x.detach().abs().argmin(-1, keepdim=True)
     e = torch.zeros_like(x).scatter(-1, k, 1.0)
-    return e - _dot(x, e) * x
+    return e - dot(x, e) * x
 
 
 def _direction_of_travel(x, w):
@@ -23,7 +20,7 @@ def _direction_of_travel(x, w):
     is below rounding. Near ``-x``, ``w`` is mostly rounding error: it is re-projected on the
     tangent space at ``x``, and below ``eps`` (where its direction is noise) replaced by the
     fixed direction of :func:`_antipodal_direction`."""
-    w = w - _dot(x, w) * x
+    w = w - dot(x, w) * x
     degenerate = safe_norm(w, keepdim=True) <= torch.finfo(w.dtype).eps
     w = torch.where(degenerate, _antipodal_direction(x).expand_as(w), w)
     return w / safe_norm(w, keepdim=True), degenerate
@@ -52,7 +49,7 @@ class Sphere(Manifold):
         return True, None
 
     def _check_vector_on_tangent(self, x, u, atol, rtol):
-        err = _dot(x, u).abs().amax() if u.numel() else torch.tensor(0.0)
+        err = dot(x, u).abs().amax() if u.numel() else torch.tensor(0.0)
         if bool(err > atol):
             return False, f"<x, u> = {float(err):.3g}, expected 0 (tolerance {atol:g})"
         return True, None
@@ -63,12 +60,12 @@ class Sphere(Manifold):
 
     @checks_inputs("point", "ambient")
     def proju(self, x, u):
-        return u - _dot(x, u) * x
+        return u - dot(x, u) * x
 
     @checks_inputs("point", "tangent vector", "tangent vector")
     def inner(self, x, u, v=None, keepdim=False):
         v = u if v is None else v
-        return broadcast_batch(_dot(u, v, keepdim), x, self.ndim, keepdim)
+        return broadcast_batch(dot(u, v, keepdim), x, self.ndim, keepdim)
 
     @checks_inputs("point", "tangent vector")
     def norm(self, x, u, keepdim=False):
@@ -85,7 +82,7 @@ class Sphere(Manifold):
 
     def _chord(self, x, y):
         """``(y - <x,y>x, |y - <x,y>x|, <x,y>)``: direction, sine and cosine of the angle."""
-        c = _dot(x, y)
+        c = dot(x, y)
         v = y - c * x
         return v, safe_norm(v, keepdim=True), c
 
@@ -140,13 +137,13 @@ class Sphere(Manifold):
         """Transport for ``<x,y> >= 0`` in terms of ``w``; ``c`` is clamped so that the unused
         branch of :meth:`transp` stays finite (``torch.where`` would turn inf into NaN grads)."""
         c = c.clamp_min(0)
-        return v - _dot(w, v) * (w / (r * (r + c)) + x / r)
+        return v - dot(w, v) * (w / (r * (r + c)) + x / r)
 
     @staticmethod
     def _transp_far(x, w, v, r, s, c):
         """Transport for ``<x,y> < 0`` along the unit direction of travel."""
         u, _ = _direction_of_travel(x, w)
-        return v - _dot(u, v) * ((1 - c / r) * u + s / r * x)
+        return v - dot(u, v) * ((1 - c / r) * u + s / r * x)
 
     def random(self, *size, n=3, dtype=None, device=None, generator=None):
         """Uniform points on the sphere in ``R^n``, batch shape ``size``."""

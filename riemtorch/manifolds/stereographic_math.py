@@ -24,6 +24,7 @@ including that of a branch ``torch.where`` discards) is infinite.
 import torch
 
 from riemtorch.linalg.safe import safe_norm, safe_sqrt
+from riemtorch.linalg.vector import dot
 
 __all__ = [
     "tan_k", "artan_k", "arsin_k", "lambda_x", "inner", "norm", "mobius_add", "mobius_sub",
@@ -48,10 +49,6 @@ def ball_margin(dtype: torch.dtype) -> float:
 
 def _as_k(k, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(k, dtype=like.dtype, device=like.device)
-
-
-def _dot(x, y):
-    return (x * y).sum(-1, keepdim=True)
 
 
 def even_ratio(t, pos_fn, neg_fn, coeffs, pos_max=None, neg_max=None):
@@ -125,7 +122,7 @@ def _arsin_ratio(t):
 def lambda_x(x, k, keepdim=False):
     """Conformal factor ``2 / (1 + k |x|^2)``, shape ``(...)`` or ``(..., 1)``."""
     k = _as_k(k, x)
-    den = (1 + k * _dot(x, x)).clamp_min(torch.finfo(x.dtype).tiny)
+    den = (1 + k * dot(x, x)).clamp_min(torch.finfo(x.dtype).tiny)
     lam = 2 / den
     return lam if keepdim else lam.squeeze(-1)
 
@@ -133,7 +130,7 @@ def lambda_x(x, k, keepdim=False):
 def inner(x, u, v=None, *, k, keepdim=False):
     """Riemannian inner product ``lambda_x^2 <u, v>``."""
     v = u if v is None else v
-    res = lambda_x(x, k, keepdim=True) ** 2 * _dot(u, v)
+    res = lambda_x(x, k, keepdim=True) ** 2 * dot(u, v)
     return res if keepdim else res.squeeze(-1)
 
 
@@ -162,7 +159,7 @@ def mobius_add(x, y, *, k, project=False):
     with ``project=True`` the result goes through :func:`project`.
     """
     k = _as_k(k, x)
-    a, b = _add_coefs(_dot(x, x), _dot(y, y), _dot(x, y), k)
+    a, b = _add_coefs(dot(x, x), dot(y, y), dot(x, y), k)
     out = torch.addcmul(a * x, b, y)
     return _project(out, k) if project else out
 
@@ -207,20 +204,20 @@ def gyration(a, b, w, *, k):
     gyration of every other pair of parallel points.
     """
     k = _as_k(k, w)
-    coef_b, coef_p, p = _gyration_frame(a, b, w, _dot(b, b), k, 1.0)
+    coef_b, coef_p, p = _gyration_frame(a, b, w, dot(b, b), k, 1.0)
     return torch.addcmul(torch.addcmul(w, coef_b, b), coef_p, p)
 
 
 def _gyration_frame(a, b, w, b2, k, sign):
     """``(c_b, c_p, p)`` with ``gyr[a, sign b] w = w + c_b b + c_p p`` (``sign`` is 1 or -1,
     ``b2 = |b|^2``) and ``p`` the part of ``a`` orthogonal to ``b`` (see :func:`gyration`)."""
-    ab, bw = sign * _dot(a, b), sign * _dot(b, w)
+    ab, bw = sign * dot(a, b), sign * dot(b, w)
     b2_safe = torch.where(b2 > 0, b2, 1.0)
     p = torch.addcmul(a, -sign * ab / b2_safe, b)
     # A second projection: near D = 0, p is mostly rounding error, and the rotation is an
     # isometry only if p is orthogonal to b to working precision.
-    p = torch.addcmul(p, -_dot(p, b) / b2_safe, b)
-    q, pw = _dot(p, p), _dot(p, w)
+    p = torch.addcmul(p, -dot(p, b) / b2_safe, b)
+    q, pw = dot(p, p), dot(p, w)
     alpha = 1 - k * ab
     den = alpha * alpha + k * k * b2 * q
     parallel = den <= torch.finfo(den.dtype).tiny
@@ -245,7 +242,7 @@ def _project(x, k, margin=None):
 def expmap(x, u, *, k, project=False):
     """``Exp_x(u) = x ⊕ tan_k(lambda_x |u| / 2) u / |u|``."""
     k = _as_k(k, x)
-    x2, u2, xu = _dot(x, x), _dot(u, u), _dot(x, u)
+    x2, u2, xu = dot(x, x), dot(u, u), dot(x, u)
     half = 1 / (1 + k * x2).clamp_min(torch.finfo(x.dtype).tiny)  # lambda_x / 2
     c = half * tan_ratio(half * safe_sqrt(u2), k)  # the step is c u
     a, b = _add_coefs(x2, c * c * u2, c * xu, k)
@@ -263,10 +260,10 @@ def _chord_terms(x, y, k):
     (``k > 0``), to a relative error ``eps (1 + k|x|^2) / sqrt(D)``, where ``D`` computed from
     dot products would lose ``eps / D``.
     """
-    x2 = _dot(x, x)
+    x2 = dot(x, x)
     diff = y - x
-    chord2 = _dot(diff, diff)
-    return x2, _dot(y, y), chord2, torch.addcmul((1 + k * x2) * diff, k * chord2, x)
+    chord2 = dot(diff, diff)
+    return x2, dot(y, y), chord2, torch.addcmul((1 + k * x2) * diff, k * chord2, x)
 
 
 def _spherical_half_dist(t, k, chord2, num_norm):
@@ -354,7 +351,7 @@ def parallel_transport(x, y, v, *, k):
     ``(lambda_x / lambda_y) v``, the limit as ``y`` approaches the antipode along that line.
     """
     k = _as_k(k, x)
-    x2 = _dot(x, x)
-    ratio = (1 + k * _dot(y, y)) / (1 + k * x2).clamp_min(torch.finfo(x.dtype).tiny)
+    x2 = dot(x, x)
+    ratio = (1 + k * dot(y, y)) / (1 + k * x2).clamp_min(torch.finfo(x.dtype).tiny)
     coef_x, coef_p, p = _gyration_frame(y, x, v, x2, k, -1.0)
     return torch.addcmul(torch.addcmul(ratio * v, ratio * coef_x, x), ratio * coef_p, p)
