@@ -121,6 +121,13 @@ def _manifold_data(name):
         m, kw = riemtorch.SPDAffineInvariant(), dict(n=4)
     elif name == "SPDBuresWasserstein":
         m, kw = riemtorch.SPDBuresWasserstein(), dict(n=4)
+    elif name == "SPDGeneralizedBuresWasserstein":
+        metric = riemtorch.SPDAffineInvariant().random(n=4, dtype=dt, generator=g)
+        m, kw = riemtorch.SPDGeneralizedBuresWasserstein(metric), dict(n=4)
+    elif name == "SPDLogEuclidean":
+        m, kw = riemtorch.SPDLogEuclidean(), dict(n=4)
+    elif name == "SPDLogCholesky":
+        m, kw = riemtorch.SPDLogCholesky(), dict(n=4)
     elif name == "Grassmann":
         m, kw = riemtorch.Grassmann(), dict(n=5, p=2)
     else:
@@ -137,7 +144,8 @@ def _manifold_data(name):
 
 
 MANIFOLDS = ["Sphere", "PoincareBall", "Lorentz", "SPDAffineInvariant", "SPDBuresWasserstein",
-             "Grassmann", "Stiefel"]
+             "SPDGeneralizedBuresWasserstein", "SPDLogEuclidean", "SPDLogCholesky", "Grassmann",
+             "Stiefel"]
 OPS = {
     "expmap": lambda m, x, y, u: m.expmap(x, u),
     "logmap": lambda m, x, y, u: m.logmap(x, y),

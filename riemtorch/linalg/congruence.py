@@ -13,7 +13,7 @@ matrix.
 
 import torch
 
-from riemtorch.linalg.symmetric import eigh, sym
+from riemtorch.linalg.symmetric import as_dtype, eigh, sym
 
 
 class Kernel:
@@ -64,7 +64,7 @@ class _KernelCongruence(torch.autograd.Function):
         out = u @ (kernel.matrix(lam) * vt) @ ut
         ctx.save_for_backward(lam, u, vt)
         ctx.kernel, ctx.dtypes, ctx.v_shape = kernel, (x.dtype, v.dtype), v.shape
-        return out.to(torch.promote_types(x.dtype, v.dtype))
+        return as_dtype(out, torch.promote_types(x.dtype, v.dtype))
 
     @staticmethod
     @torch.autograd.function.once_differentiable

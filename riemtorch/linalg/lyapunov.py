@@ -4,7 +4,7 @@ import torch
 
 from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
-from riemtorch.linalg.symmetric import eigh, floor_eigenvalues, sym, working_dtype
+from riemtorch.linalg.symmetric import as_dtype, eigh, floor_eigenvalues, sym, working_dtype
 
 
 def lyapunov_in_eigenbasis(lam: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -25,7 +25,7 @@ class _Lyapunov(torch.autograd.Function):
         sol = lyapunov_in_eigenbasis(lam, u, v.to(lam.dtype))
         ctx.save_for_backward(lam, u, sol)
         ctx.dtypes = (p.dtype, v.dtype)
-        return sol.to(torch.promote_types(p.dtype, v.dtype))
+        return as_dtype(sol, torch.promote_types(p.dtype, v.dtype))
 
     @staticmethod
     @torch.autograd.function.once_differentiable

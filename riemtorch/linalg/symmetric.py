@@ -30,11 +30,29 @@ def sym(x: torch.Tensor) -> torch.Tensor:
     return total.mul_(0.5) if total.is_floating_point() else 0.5 * total
 
 
+def sym_out_of_place(x: torch.Tensor) -> torch.Tensor:
+    """:func:`sym` without the in-place halving, for tensors that a custom autograd Function's
+    forward returns: under ``torch.compile``, torch 2.11 sends the gradient of an output that
+    an in-place operation wrote to the wrong slot (zero gradients)."""
+    return 0.5 * torch.add(x, x.transpose(-1, -2))
+
+
 def working_dtype(dtype: torch.dtype) -> torch.dtype:
     """Dtype in which eigenproblems of ``dtype`` input are solved (numerical policy)."""
     if dtype == torch.float32 and config.eigh_in_float64:
         return torch.float64
     return dtype
+
+
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``, ``t`` itself when it has it already.
+
+    The forward passes of the custom autograd Functions return through this, not through
+    ``Tensor.to``: under ``torch.compile``, torch 2.11 sends the gradient of an output that is a
+    same-dtype ``to`` of an intermediate (an alias of it) to the wrong slot, and the gradients
+    come out zero or wrong.
+    """
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def eigh(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +92,7 @@ class _SymmetricFunctions(torch.autograd.Function):
         ctx.functions = functions
         ctx.input_dtype = x.dtype
         ctx.save_for_backward(lam, u)
-        return tuple(_reconstruct(u, fn.f(lam)).to(x.dtype) for fn in functions)
+        return tuple(as_dtype(_reconstruct(u, fn.f(lam)), x.dtype) for fn in functions)
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -34,7 +34,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from riemtorch.linalg.batched import map_batch_chunks
-from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
+from riemtorch.linalg.symmetric import apply_spectral, as_dtype, sym, working_dtype
 from riemtorch.manifolds.spectral_funcs import (
     ACOS_OVER_SIN,
     COS_SQRT,
@@ -115,7 +115,7 @@ class _LogFactor(torch.autograd.Function):
         h = ACOS_OVER_SIN.f(cos)
         ctx.save_for_backward(w, cos, v, h)
         ctx.input_dtype = m.dtype
-        return ((v * h.unsqueeze(-2)) @ w.transpose(-1, -2)).to(m.dtype)
+        return as_dtype((v * h.unsqueeze(-2)) @ w.transpose(-1, -2), m.dtype)
 
     @staticmethod
     @once_differentiable
@@ -173,7 +173,7 @@ class _SquaredAngleSum(torch.autograd.Function):
         theta = torch.atan2(sin, cos)
         ctx.save_for_backward(pv, w, v, sin, cos, theta)
         ctx.dtypes = (p.dtype, m.dtype)
-        return theta.square().sum(-1).to(p.dtype)
+        return as_dtype(theta.square().sum(-1), p.dtype)
 
     @staticmethod
     @once_differentiable

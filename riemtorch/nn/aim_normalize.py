@@ -34,7 +34,7 @@ The backward pass, for an upstream gradient ``G_i`` of ``Y_i`` (symmetrised): th
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.symmetric import sym
+from riemtorch.linalg.symmetric import sym, sym_out_of_place
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.eigenbases import EigenBases
 
@@ -62,7 +62,7 @@ class _AIMNormalize(torch.autograd.Function):
         powered = (t.unsqueeze(-1) * loglam).exp()
         # Y_i = R U_i diag(powered_i) U_i^T R = V_i^T diag(powered_i) V_i with V_i = U_i^T R
         v_bias = u.transpose(-1, -2) @ bias_root
-        y = sym((v_bias.transpose(-1, -2) * powered.unsqueeze(-2)) @ v_bias)
+        y = sym_out_of_place((v_bias.transpose(-1, -2) * powered.unsqueeze(-2)) @ v_bias)
         ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u, v_bias)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
         ctx.input_dtype, ctx.residual = input_dtype, residual

@@ -17,7 +17,7 @@ import torch
 from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import eigh
 from riemtorch.linalg.second_differences import second_divided_differences
-from riemtorch.linalg.symmetric import _reconstruct, floor_eigenvalues, sym
+from riemtorch.linalg.symmetric import _reconstruct, floor_eigenvalues, sym, sym_out_of_place
 
 
 def _inverse(fn: spectral.SpectralFunction) -> spectral.SpectralFunction:
@@ -33,7 +33,7 @@ def _rotate(u, a):
 
 
 def _unrotate(u, a):
-    return sym(u @ a @ u.transpose(-1, -2))
+    return sym_out_of_place(u @ a @ u.transpose(-1, -2))
 
 
 def _second_order(fn, lam, g, v):
@@ -49,7 +49,7 @@ class _Point(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, frame):
         ctx.frame = frame
-        return sym(_reconstruct(frame.u, frame.fn.f(frame.lam)))
+        return sym_out_of_place(_reconstruct(frame.u, frame.fn.f(frame.lam)))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
