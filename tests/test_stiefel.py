@@ -103,6 +103,17 @@ def test_far_points_warn_instead_of_returning_silently():
         m.logmap(x, y)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "canonical"])
+def test_opposite_columns_warn_instead_of_returning_a_wrong_logarithm(metric):
+    # a column of Y opposite to X's: a rotation angle of pi, where the completion's skew part
+    # vanishes and the iteration used to stop at once with Log = 0 (Exp_X(0) = X, not Y)
+    m = Stiefel(metric)
+    x = torch.eye(6, dtype=torch.float64)[:, :3]
+    for y in (-x, torch.cat((-x[:, :1], x[:, 1:]), -1)):
+        with pytest.warns(RuntimeWarning, match="does not map back"):
+            m.logmap(x, y)
+
+
 def test_canonical_midpoint_and_frechet_mean_of_two_points():
     m = Stiefel("canonical")
     x = points(m, batch=3)

@@ -301,10 +301,34 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
             f"Stiefel logarithm stopped after {max_iter} iterations with residual "
             f"{float(residual.amax()):.3g} > {tol:g}: the points are too far apart for the "
             "algebraic Stiefel log", RuntimeWarning, stacklevel=2)
+    elif residual.numel():
+        mismatch = _reconstruction_error(w, a, b, beta)
+        if bool(mismatch.amax() > _MAPS_BACK):
+            warnings.warn(
+                f"Stiefel logarithm does not map back to Y (error {float(mismatch.amax()):.3g}): "
+                "a rotation angle of the points reaches pi (a column of Y opposite to X's, "
+                "for one), where no logarithm is defined", RuntimeWarning, stacklevel=2)
     log = x @ a.to(x.dtype) + q @ b.to(x.dtype)
     if moved is not None:
         log = log + moved @ _log_gain(a, b, beta).to(x.dtype)
     return log
+
+
+# A logarithm that maps back errs by about the residual, or by the inputs' departure from the
+# manifold (1e-6 in a gradcheck); one at a rotation angle pi errs by a distance.
+_MAPS_BACK = 1e-4
+
+
+def _reconstruction_error(w, a, b, beta):
+    """``|| expm([[2 beta A, -B^T], [B, 0]])[:, :p] - W expm((2 beta - 1) A) ||`` per batch entry,
+    without gradient: about the residual where the iteration converged to a logarithm, of
+    order one where the rotation ``[W, W_perp]`` has an angle ``pi`` (its skew part vanishes
+    there, and :func:`skew_logm` returns a logarithm that does not map back)."""
+    p = a.shape[-1]
+    with torch.no_grad():
+        gen = _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(a))
+        target = w if beta == 0.5 else w @ torch.linalg.matrix_exp((2 * beta - 1) * a)
+        return torch.linalg.matrix_norm(torch.linalg.matrix_exp(gen)[..., :p] - target)
 
 
 def _log_gain(a, b, beta):
