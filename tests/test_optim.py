@@ -52,6 +52,8 @@ def test_plain_parameters_match_torch_exactly(ours, theirs, config):
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
         for key, value in opt_b.state[pb].items():
+            if value is None:  # torch 2.3 stores momentum_buffer = None without momentum
+                continue
             assert torch.equal(opt_a.state[pa][key], value), key
 
 

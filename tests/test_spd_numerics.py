@@ -231,7 +231,9 @@ def test_float32_means_of_ill_conditioned_samples_match_the_closed_form(name, we
     torch.testing.assert_close(torch.diagonal(mean).double(), expected, rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("spread, accuracy", [(4, 1e-9), (5, 1e-7)])
+# the floor at condition number 4e10 depends on the LAPACK build: 6.3e-8 with torch 2.13's,
+# 1.0e-7 with torch 2.3's
+@pytest.mark.parametrize("spread, accuracy", [(4, 1e-9), (5, 2e-7)])
 def test_karcher_mean_stops_at_the_rounding_floor_of_ill_conditioned_samples(
         monkeypatch, spread, accuracy):
     # samples A Y_i A^T at condition numbers 4e8 and 4e10: the Newton iterations reach the
