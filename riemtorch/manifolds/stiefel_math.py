@@ -266,7 +266,10 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
         float64 input, ``1e-6`` for float32).
     max_iter : int
         Iteration cap; a ``RuntimeWarning`` names the residual if it is reached (the points
-        are then too far apart for the iteration).
+        are then too far apart for the iteration). A ``RuntimeWarning`` also says when the
+        result does not map back to ``Y``: at a rotation angle ``pi`` (a column of ``Y``
+        opposite to the matching one of ``X``) no logarithm exists, and the iteration stops
+        at once.
 
     Returns
     -------
