@@ -83,6 +83,7 @@ False
 
 import contextlib
 import os
+import sys
 
 import torch
 
@@ -111,9 +112,18 @@ def override(**switches):
         module.update(saved)
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing now (``torch.compiler.is_compiling``; before torch
+    2.3, which lacks it, ``torch._dynamo.is_compiling`` once dynamo is imported)."""
+    if hasattr(torch.compiler, "is_compiling"):
+        return torch.compiler.is_compiling()
+    dynamo = sys.modules.get("torch._dynamo")
+    return dynamo is not None and dynamo.is_compiling()
+
+
 def validating() -> bool:
     """Whether value checks run now: ``validate`` is on and ``torch.compile`` is not tracing."""
-    return validate and not torch.compiler.is_compiling()
+    return validate and not compiling()
 
 
 def eigenvalue_floor(dtype: torch.dtype) -> float:

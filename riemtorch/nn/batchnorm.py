@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from riemtorch import config
 from riemtorch.manifolds.base import Manifold, default_mean_tolerance
 from riemtorch.manifolds.spd import common as spd_common
 from riemtorch.manifolds.spd.base import SPDManifold
@@ -41,7 +42,7 @@ def _outside_compiled_graphs(fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        if not torch.compiler.is_compiling():
+        if not config.compiling():
             return fn(*args, **kwargs)
         if not disabled:
             disabled.append(torch.compiler.disable(fn))

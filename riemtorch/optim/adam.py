@@ -1,5 +1,6 @@
 """Riemannian Adam (Bécigneul & Ganea, 2019) and AMSGrad."""
 
+import inspect
 import math
 from typing import Optional, Tuple
 
@@ -11,6 +12,9 @@ from riemtorch.optim.common import (RiemannianOptimizer, gather, retract_transpo
                                     riemannian_gradient, scatter_, split, unchecked)
 
 __all__ = ["RiemannianAdam", "riemannian_adam_update"]
+
+# torch's functional Adam takes has_complex from torch 2.2 on
+_ADAM_TAKES_HAS_COMPLEX = "has_complex" in inspect.signature(_torch_adam).parameters
 
 
 def _step_dtype() -> torch.dtype:
@@ -202,8 +206,10 @@ class RiemannianAdam(RiemannianOptimizer):
                 max_exp_avg_sqs.append(state["max_exp_avg_sq"])
             steps.append(state["step"])
         beta1, beta2 = group["betas"]
+        complex_flag = ({"has_complex": any(torch.is_complex(p) for p in params)}
+                        if _ADAM_TAKES_HAS_COMPLEX else {})
         _torch_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
-                    foreach=None, has_complex=any(torch.is_complex(p) for p in params),
+                    foreach=None, **complex_flag,
                     amsgrad=group["amsgrad"], beta1=beta1, beta2=beta2, lr=group["lr"],
                     weight_decay=group["weight_decay"], eps=group["eps"],
                     maximize=group["maximize"])
