@@ -322,6 +322,11 @@ def stiefel_logmap(x: torch.Tensor, y: torch.Tensor, beta: float, tol: float = N
 _MAPS_BACK = 1e-4
 
 
+def _log_generator(a, b, beta):
+    """``[[2 beta A, -B^T], [B, 0]]``: the logarithm of the completed rotation at the solution."""
+    return _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(a))
+
+
 def _reconstruction_error(w, a, b, beta):
     """``|| expm([[2 beta A, -B^T], [B, 0]])[:, :p] - W expm((2 beta - 1) A) ||`` per batch entry,
     without gradient: about the residual where the iteration converged to a logarithm, of
@@ -329,7 +334,7 @@ def _reconstruction_error(w, a, b, beta):
     there, and :func:`skew_logm` returns a logarithm that does not map back)."""
     p = a.shape[-1]
     with torch.no_grad():
-        gen = _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(a))
+        gen = _log_generator(a, b, beta)
         target = w if beta == 0.5 else w @ torch.linalg.matrix_exp((2 * beta - 1) * a)
         return torch.linalg.matrix_norm(torch.linalg.matrix_exp(gen)[..., :p] - target)
 
@@ -339,7 +344,7 @@ def _log_gain(a, b, beta):
     is ``(I - X X^T) Y G``. From ``N = B phi(gen)[:p, :p] expm((1 - 2 beta) A)``."""
     p = a.shape[-1]
     with torch.no_grad():
-        gen = _block(2 * beta * a, -b.transpose(-1, -2), b, torch.zeros_like(a))
+        gen = _log_generator(a, b, beta)
         gain = torch.linalg.inv(_phi_corner(gen, p))
         if beta != 0.5:
             gain = torch.linalg.matrix_exp((2 * beta - 1) * a) @ gain
