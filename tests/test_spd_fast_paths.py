@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import riemtorch
-from riemtorch.linalg.batched import map_batch_chunks, split_eigh, sum_batch_chunks
+from riemtorch.linalg.batched import SampleChunks, map_batch_chunks, split_eigh
 from riemtorch.linalg.symmetric import sym
 
 F64 = torch.float64
@@ -208,19 +208,86 @@ def test_split_eigh_decomposes_chunks_into_one_output(monkeypatch):
     assert sizes == [200] and torch.equal(whole_lam, lam)
 
 
-def test_sum_batch_chunks_adds_partial_sums_over_the_first_dimension(monkeypatch):
+def test_sample_chunks_plan_one_slice_per_thread_for_large_batches_only(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    xs = spd((30, 2), n=4, seed=18)
-    w = torch.rand(30, 1, 1, 1, dtype=F64, generator=torch.Generator().manual_seed(19))
-    shapes = []
+    slices = SampleChunks.plan(spd((30, 2), n=4, seed=18), min_work=20 * 4 ** 3).slices
+    assert slices == [slice(0, 10), slice(10, 20), slice(20, 30)]
+    assert not SampleChunks.plan(spd((30, 2), n=4, seed=18)).parallel  # default work: whole
+    tracked = spd((30, 2), n=4, seed=18).requires_grad_(True)
+    assert not SampleChunks.plan(tracked, min_work=4 ** 3).parallel
+    with torch.no_grad():
+        assert len(SampleChunks.plan(tracked, min_work=4 ** 3).slices) == 3
+    assert len(SampleChunks.plan(spd((2, 30), n=4, seed=18), min_work=4 ** 3).slices) == 2
 
-    def weighted_inverse_sum(a, b):
-        shapes.append(tuple(a.shape))
-        return (b * torch.linalg.inv(a)).sum(0)
 
-    total = sum_batch_chunks(weighted_inverse_sum, xs, w, min_work=10 * 4 ** 3)
-    assert shapes == [(10, 2, 4, 4)] * 3
-    torch.testing.assert_close(total, (w * torch.linalg.inv(xs)).sum(0), rtol=1e-13, atol=0)
+def test_sample_chunks_run_slices_on_single_threaded_threads_and_restore_the_count():
+    """Slices run on the calling thread and the pool, with torch's thread count at 1 inside
+    ``serial`` (also in the pool) and restored after it, also when a slice raises; sums and
+    gathered slices equal the whole batch's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        xs = spd((30, 2), n=4, seed=18)
+        w = torch.rand(30, 1, 1, 1, dtype=F64, generator=torch.Generator().manual_seed(19))
+        chunks = SampleChunks(30, 3)
+        seen = []
+
+        def inverse_sum(k, s):
+            seen.append((k, torch.get_num_threads(), threading.current_thread().name))
+            return (w[s] * torch.linalg.inv(xs[s])).sum(0)
+
+        with chunks.serial():
+            total = chunks.sum(inverse_sum)
+            inverses = chunks.gather(lambda k, s: torch.linalg.inv(xs[s]), xs)
+        assert torch.get_num_threads() == 2
+        assert sorted(k for k, _, _ in seen) == [0, 1, 2]
+        assert all(count == 1 for _, count, _ in seen)
+        assert [k for k, _, name in seen if name == threading.current_thread().name] == [0]
+        torch.testing.assert_close(total, (w * torch.linalg.inv(xs)).sum(0), rtol=1e-13, atol=0)
+        assert torch.equal(inverses, torch.linalg.inv(xs))
+
+        def failing(k, s):
+            raise RuntimeError("slice failed")
+
+        with pytest.raises(RuntimeError, match="slice failed"), chunks.serial():
+            chunks.run(failing)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_karcher_mean_over_parallel_slices_matches_the_whole_batch(monkeypatch):
+    """Values and gradients of the Karcher mean with the samples cut into three slices, each
+    on its own thread, against the same computation on the whole batch."""
+    x = wishart(60, 6, 12, seed=3).unsqueeze(1).expand(60, 2, 6, 6).clone()
+    x[:, 1] = wishart(60, 6, 12, seed=4)
+    w = torch.rand(60, 2, 1, 1, dtype=F64, generator=torch.Generator().manual_seed(5))
+    w = w / w.sum(0)
+    g = torch.randn(2, 6, 6, dtype=F64, generator=torch.Generator().manual_seed(6))
+    spd_aim = riemtorch.SPDAffineInvariant()
+
+    def mean_and_gradients():
+        xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        mean = spd_aim.frechet_mean(xs, weights=ws.squeeze(-1).squeeze(-1), tol=1e-10)
+        (mean * g).sum().backward()
+        return mean.detach(), xs.grad, ws.grad
+
+    whole = mean_and_gradients()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    plans = []
+    original = SampleChunks.plan.__func__
+
+    def plan(cls, xs, min_work=1 << 19):
+        plans.append(original(cls, xs, min_work=6 ** 3))
+        return plans[-1]
+
+    monkeypatch.setattr(SampleChunks, "plan", classmethod(plan))
+    sliced = mean_and_gradients()
+    assert plans and all(len(p.slices) == 3 for p in plans)
+    assert relative(sliced[0], whole[0]) < 1e-13
+    # gradients: implicit solves to 1e-10 relative, summed in another order
+    for a, b in zip(sliced[1:], whole[1:]):
+        assert relative(a, b) < 1e-9
 
 
 def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores_threads():
@@ -350,9 +417,10 @@ def three_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("parts", [1, 3])
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
 @pytest.mark.parametrize("count, n", [(7, 5), (301, 11)])
-def test_eigenbasis_products_match_per_sample_products(batch, count, n, three_threads):
+def test_eigenbasis_products_match_per_sample_products(batch, count, n, parts, three_threads):
     # 301 samples of size 11: the sums over samples are split in three chunks of 1103 rows
     # and one left over
     from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -362,7 +430,8 @@ def test_eigenbasis_products_match_per_sample_products(batch, count, n, three_th
     d = torch.randn(*batch, n, n, dtype=F64, generator=g)
     b = torch.randn(count, *batch, n, n, dtype=F64, generator=g)
     s = torch.randn(count, *batch, n, dtype=F64, generator=g)
-    bases, ut = EigenBases(u), u.transpose(-1, -2)
+    # parts: the samples cut into slices whose products run on their own threads
+    bases, ut = EigenBases(u, SampleChunks(count, parts)), u.transpose(-1, -2)
     close = dict(rtol=0, atol=1e-13)
     torch.testing.assert_close(bases.rotate(d), ut @ d @ u, **close)
     torch.testing.assert_close(bases.combine(b), (u @ b @ ut).sum(0), **close)
@@ -374,3 +443,6 @@ def test_eigenbasis_products_match_per_sample_products(batch, count, n, three_th
     for shared in (d, d.transpose(-1, -2)):  # the second call reuses the buffers of the first
         torch.testing.assert_close(bases.hadamard_sandwich(b, shared),
                                    (u @ (b * (ut @ shared @ u)) @ ut).sum(0), **close)
+    single = bases.to(torch.float32)
+    assert single.chunks is bases.chunks and single.u.dtype == torch.float32
+    torch.testing.assert_close(single.rotate(d.float()), (ut @ d @ u).float(), rtol=0, atol=1e-5)

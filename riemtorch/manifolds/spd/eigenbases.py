@@ -8,10 +8,14 @@ the stacked rows of the ``U_i^T`` (an ``(N n, n)`` matrix) and as the wide matri
 copies, about twice as fast on CPU as the batched form. The sums over samples are products
 with a long inner dimension (``N n``), which a CPU BLAS runs on one thread: they are split
 into one chunk per thread, multiplied as a batch and added (about twice as fast on two
-threads for 64 or 1000 samples).
+threads for 64 or 1000 samples). With :class:`~riemtorch.linalg.batched.SampleChunks` the
+samples are instead cut into one slice per thread, each slice's products running on its own
+thread.
 """
 
 import torch
+
+from riemtorch.linalg.batched import SampleChunks
 
 # work (rows x n^2 multiply-adds) below which a sum over samples stays one product
 _MIN_SPLIT_WORK = 65536
@@ -40,7 +44,55 @@ class EigenBases:
     u : torch.Tensor
         Orthogonal matrices, samples first; ``*batch`` are shared leading dimensions
         (channels) that broadcast against the shared matrices.
+    chunks : SampleChunks, optional
+        Slices of the samples whose products run in parallel (default: one).
     """
+
+    def __init__(self, u: torch.Tensor, chunks: SampleChunks = None):
+        self.u = u
+        self.chunks = chunks or SampleChunks(u.shape[0])
+        self._parts = self.chunks.run(lambda k, s: _Bases(u[s]))
+
+    def part(self, k: int) -> "_Bases":
+        """The products of slice ``k`` of the samples alone (the whole batch for one slice),
+        for per-sample work that a thread does on its slice."""
+        return self._parts[k]
+
+    def to(self, dtype: torch.dtype) -> "EigenBases":
+        """The same bases in ``dtype``, sliced alike."""
+        return EigenBases(self.u.to(dtype), self.chunks)
+
+    def rotate(self, d: torch.Tensor) -> torch.Tensor:
+        """``U_i^T D U_i`` for a shared ``d`` ``(*batch, n, n)``; ``(N, *batch, n, n)``."""
+        return self.chunks.gather(lambda k, s: self._parts[k].rotate(d), self.u)
+
+    def to_bases(self, xs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``U_i^T a X_i a^T U_i`` for per-sample ``xs`` ``(N, *batch, n, n)`` and a shared
+        ``a`` ``(*batch, n, n)`` (not symmetrised)."""
+        return self.chunks.gather(lambda k, s: self._parts[k].to_bases(xs[s], a), xs)
+
+    def from_bases(self, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``a U_i B_i U_i^T a^T`` for per-sample ``b`` ``(N, *batch, n, n)`` and a shared
+        ``a`` (not symmetrised): the inverse of :meth:`to_bases` for orthogonal ``a``."""
+        return self.chunks.gather(lambda k, s: self._parts[k].from_bases(b[s], a), b)
+
+    def combine(self, b: torch.Tensor) -> torch.Tensor:
+        """``sum_i U_i B_i U_i^T`` for per-sample ``b`` ``(N, *batch, n, n)``."""
+        return self.chunks.sum(lambda k, s: self._parts[k].combine(b[s]))
+
+    def hadamard_sandwich(self, kernel: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """``sum_i U_i (K_i o (U_i^T D U_i)) U_i^T`` for per-sample ``kernel`` ``K_i``
+        ``(N, *batch, n, n)`` and a shared ``d``: :meth:`combine` of :meth:`rotate`, with the
+        per-sample intermediates in reused work tensors."""
+        return self.chunks.sum(lambda k, s: self._parts[k].hadamard_sandwich(kernel[s], d))
+
+    def combine_diagonal(self, s: torch.Tensor) -> torch.Tensor:
+        """``sum_i U_i diag(s_i) U_i^T`` for per-sample ``s`` ``(N, *batch, n)``."""
+        return self.chunks.sum(lambda k, part: self._parts[k].combine_diagonal(s[part]))
+
+
+class _Bases:
+    """The products of :class:`EigenBases` for one slice of the samples, on one thread."""
 
     def __init__(self, u: torch.Tensor):
         self.u = u
@@ -54,8 +106,7 @@ class EigenBases:
         self._wide = self._rows.mT
         self._work = None
 
-    def rotate(self, d: torch.Tensor) -> torch.Tensor:
-        """``U_i^T D U_i`` for a shared ``d`` ``(*batch, n, n)``; ``(N, *batch, n, n)``."""
+    def rotate(self, d):
         return (self._frames(d) @ self._by_sample).movedim(-3, 0)
 
     def _frames(self, a):
@@ -63,20 +114,15 @@ class EigenBases:
         count, n = self._shape
         return (self._rows @ a).unflatten(-2, (count, n))
 
-    def to_bases(self, xs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``U_i^T a X_i a^T U_i`` for per-sample ``xs`` ``(N, *batch, n, n)`` and a shared
-        ``a`` ``(*batch, n, n)`` (not symmetrised)."""
+    def to_bases(self, xs, a):
         frames = self._frames(a)
         return (frames @ xs.movedim(0, -3) @ frames.transpose(-1, -2)).movedim(-3, 0)
 
-    def from_bases(self, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``a U_i B_i U_i^T a^T`` for per-sample ``b`` ``(N, *batch, n, n)`` and a shared
-        ``a`` (not symmetrised): the inverse of :meth:`to_bases` for orthogonal ``a``."""
+    def from_bases(self, b, a):
         frames = self._frames(a.transpose(-1, -2))
         return (frames.transpose(-1, -2) @ b.movedim(0, -3) @ frames).movedim(-3, 0)
 
-    def combine(self, b: torch.Tensor) -> torch.Tensor:
-        """``sum_i U_i B_i U_i^T`` for per-sample ``b`` ``(N, *batch, n, n)``."""
+    def combine(self, b):
         q = b.movedim(0, -3) @ self._by_sample.mT
         return self._sum_over_samples(q.flatten(-3, -2))
 
@@ -103,10 +149,7 @@ class EigenBases:
                           torch.empty_like(self._rows).unflatten(-2, (count, n)))
         return self._work
 
-    def hadamard_sandwich(self, kernel: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """``sum_i U_i (K_i o (U_i^T D U_i)) U_i^T`` for per-sample ``kernel`` ``K_i``
-        ``(N, *batch, n, n)`` and a shared ``d``: :meth:`combine` of :meth:`rotate`, with the
-        per-sample intermediates in the reused work tensors."""
+    def hadamard_sandwich(self, kernel, d):
         count, n = self._shape
         left, middle = self._buffers()
         torch.matmul(self._rows, d, out=left)
@@ -115,8 +158,7 @@ class EigenBases:
         torch.matmul(middle, self._by_sample.mT, out=left.unflatten(-2, (count, n)))
         return self._sum_over_samples(left)
 
-    def combine_diagonal(self, s: torch.Tensor) -> torch.Tensor:
-        """``sum_i U_i diag(s_i) U_i^T`` for per-sample ``s`` ``(N, *batch, n)``."""
+    def combine_diagonal(self, s):
         scaled = torch.mul(self._rows, s.movedim(0, -2).flatten(-2).unsqueeze(-1),
                            out=self._buffers()[0])
         return self._sum_over_samples(scaled)

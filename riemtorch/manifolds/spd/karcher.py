@@ -19,6 +19,11 @@ geometric mean of the arithmetic and harmonic means (no eigendecomposition of th
 iterations typically reach ``||F|| < 1e-8``, where the Karcher flow ``M <- M^1/2 exp(F) M^1/2``
 needs five or more.
 
+On CPU, a batch large enough to share out is cut into one slice of samples per thread
+(:class:`~riemtorch.linalg.batched.SampleChunks`): each thread whitens, decomposes and
+multiplies its slice for the whole solve, and only the ``n x n`` sums meet on the calling
+thread.
+
 The backward is the implicit function theorem at the solution: with ``P = M^-1/2``,
 ``dM = M^1/2 H^-1[R] M^1/2`` where ``R = sum_i dw_i log W_i + w_i Dlog_{W_i}[P dX_i P]``, so a
 loss gradient ``G`` pulls back through one more ``eigh`` and one conjugate-gradient solve
@@ -37,7 +42,7 @@ from typing import NamedTuple
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.batched import eigh, split_eigh, sum_batch_chunks
+from riemtorch.linalg.batched import SampleChunks, eigh, split_eigh
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -63,35 +68,49 @@ def symmetric_frame(mean) -> Frame:
     return Frame(root, inv_root, mu, v)
 
 
-def whitened_spectrum(xs, mean):
+def whitened_spectrum(xs, mean, chunks=None):
     """Frame of ``M`` and eigenvalues and eigenvectors of ``W_i = M^-1/2 X_i M^-1/2``.
 
     Returns ``(frame, lam, bases)`` with the eigenvectors as :class:`EigenBases`; ``eigh``
-    reads one triangle, so ``W_i`` is not symmetrised, and the batch is split over threads
-    (no autograd). The eigenvalue floor is that of the working dtype, whatever the user's
-    input: the condition number of ``W_i`` reaches ``cond(M) cond(X_i)``, and its small
-    eigenvalues, computed in the working dtype, carry the input's information (float32
-    input at condition number 1e6 has whitened eigenvalues down to ``1e-12`` of the largest).
+    reads one triangle, so ``W_i`` is not symmetrised. With parallel ``chunks``
+    (:class:`~riemtorch.linalg.batched.SampleChunks`) each slice of the samples is whitened
+    and decomposed on its own thread and the bases keep that slicing; otherwise the batch is
+    split over threads for the decomposition alone (no autograd). The eigenvalue floor is that
+    of the working dtype, whatever the user's input: the condition number of ``W_i`` reaches
+    ``cond(M) cond(X_i)``, and its small eigenvalues, computed in the working dtype, carry the
+    input's information (float32 input at condition number 1e6 has whitened eigenvalues down
+    to ``1e-12`` of the largest).
     """
     frame = symmetric_frame(mean)
-    lam, u = split_eigh(common.congruence_shared(frame.inv_root, xs))
-    return frame, floor_eigenvalues(lam, lam.dtype), EigenBases(u)
+    chunks = chunks or SampleChunks(xs.shape[0])
+    if chunks.parallel:
+        lam = xs.new_empty(xs.shape[:-1])
+        u = torch.empty_like(xs.mT, memory_format=torch.contiguous_format).mT  # column-major
+
+        def decompose(k, s):
+            torch.linalg.eigh(common.congruence_shared(frame.inv_root, xs[s]), out=(lam[s], u[s]))
+
+        chunks.run(decompose)
+    else:
+        lam, u = split_eigh(common.congruence_shared(frame.inv_root, xs))
+    return frame, floor_eigenvalues(lam, lam.dtype), EigenBases(u, chunks)
 
 
 def _weighted_inverse_sum(xs, w):
     return common.weighted_sum(w, torch.cholesky_inverse(common.cholesky(xs)))
 
 
-def arithmetic_harmonic_start(xs, w):
+def arithmetic_harmonic_start(xs, w, chunks=None):
     """Geometric mean ``A # H`` of the weighted arithmetic and harmonic means, ``(..., n, n)``.
 
     Exact for two equally weighted commuting samples and a close start in general (about
     ``6e-3`` relative on the Wishart samples of the benchmark, where the log-Euclidean mean is
     ``5e-4`` off but costs a batched ``eigh``); it needs Cholesky factors, no
-    eigendecomposition of the samples.
+    eigendecomposition of the samples. The inverses are summed by slices of ``chunks``.
     """
     arith = common.weighted_sum(w, xs)
-    inverse_mean = sum_batch_chunks(_weighted_inverse_sum, xs, w)
+    chunks = chunks or SampleChunks(xs.shape[0])
+    inverse_mean = chunks.sum(lambda k, s: _weighted_inverse_sum(xs[s], w[s]))
     chol = common.cholesky(arith)
     # A # H = L (I # L^-1 H L^-T) L^T, and L^-1 H L^-T = (L^T H^-1 L)^-1.
     whitened_inverse = sym(chol.transpose(-1, -2) @ inverse_mean @ chol)
@@ -136,7 +155,7 @@ def richardson_step(root, lam, grad, w):
 def newton_step(root, lam, loglam, bases, w, grad, nu, atol):
     """The damped Newton step ``M^1/2 exp(nu H^-1[F]) M^1/2`` from ``M = root^2``, with
     ``H^-1[F]`` solved by conjugate gradients to the residual ``atol``."""
-    step = NewtonHessian(newton_kernel(lam, loglam), bases, w).solve(grad, atol)
+    step = NewtonHessian(newton_kernel(lam, loglam, bases.chunks), bases, w).solve(grad, atol)
     return sym(root @ common.expm(nu[..., None, None] * sym(step)) @ root)
 
 
@@ -210,14 +229,20 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     the mean (``H >= 1``), which bounds what the implicit derivative at ``M`` can resolve
     (:func:`implicit_solve`).
     """
-    mean = arithmetic_harmonic_start(xs, w)
+    chunks = SampleChunks.plan(xs)
+    with chunks.serial():
+        return _iterate(xs, w, tol, max_iter, step_past_tolerance, chunks)
+
+
+def _iterate(xs, w, tol, max_iter, step_past_tolerance, chunks):
+    mean = arithmetic_harmonic_start(xs, w, chunks)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
     previous = torch.full_like(nu, float("inf"))
     floor = _RoundingFloor(tol)
     for k in range(max_iter + 1):
         if k == max_iter and step_past_tolerance:
             break
-        frame, lam, bases = whitened_spectrum(xs, mean)
+        frame, lam, bases = whitened_spectrum(xs, mean, chunks)
         loglam, grad, crit = karcher_gradient(lam, bases, w)
         top = float(crit.amax())
         if k == max_iter or top <= tol or floor.reached(top):
@@ -244,9 +269,14 @@ def implicit_solve(root, lam, bases, w, grad_mean, input_dtype, residual=0.0, dl
     the divided differences ``dlog`` of ``log`` at the ``lam`` (computed unless given). The
     gradient of sample ``i`` is then ``w_i M^-1/2 Dlog_{W_i}[Z] M^-1/2`` and that of its
     weight ``<Z, log W_i>``."""
+    chunks = bases.chunks
     if dlog is None:
-        dlog = spectral.LOG.loewner(lam)
-    ratio = torch.add(lam.unsqueeze(-1), lam.unsqueeze(-2)).mul_(dlog).mul_(0.5)
+        dlog = chunks.gather(lambda k, s: spectral.LOG.loewner(lam[s]), bases.u)
+
+    def kernel(k, s):  # (l_a + l_b) / 2 * dlog, by slices of the samples
+        return torch.add(lam[s].unsqueeze(-1), lam[s].unsqueeze(-2)).mul_(dlog[s]).mul_(0.5)
+
+    ratio = chunks.gather(kernel, dlog)
     rhs = sym(root @ grad_mean @ root)
     rtol = max(common.implicit_rtol(input_dtype), min(residual, 1e-3))
     atol = float(torch.linalg.matrix_norm(rhs).amax()) * rtol
@@ -266,19 +296,32 @@ class _KarcherMean(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
-        frame, lam, bases = whitened_spectrum(xs, mean)
+        chunks = SampleChunks.plan(xs)
+        with chunks.serial():
+            return _KarcherMean._gradients(ctx, xs, w, mean, grad, chunks)
+
+    @staticmethod
+    def _gradients(ctx, xs, w, mean, grad, chunks):
+        frame, lam, bases = whitened_spectrum(xs, mean, chunks)
         residual = ctx.residual
         if residual is None:  # stopped by the iteration cap: the derivative's accuracy
             residual = float(karcher_gradient(lam, bases, w)[2].amax())
         z, dlog = implicit_solve(frame.root, lam, bases, w, grad, ctx.input_dtype, residual)
-        rotated = bases.rotate(z)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = sym(w * bases.from_bases(dlog * rotated, frame.inv_root))
-        if ctx.needs_input_grad[1]:
-            # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa
-            diagonal = torch.diagonal(rotated, dim1=-2, dim2=-1)
-            grad_w = (diagonal * lam.log()).sum(-1)[..., None, None]
+        grad_x = torch.empty_like(xs) if ctx.needs_input_grad[0] else None
+        grad_w = torch.empty_like(w) if ctx.needs_input_grad[1] else None
+
+        def sample_gradients(k, s):  # into the slices of the gradients, on the slice's thread
+            part = bases.part(k)
+            rotated = part.rotate(z)
+            if grad_x is not None:
+                g = w[s] * part.from_bases(dlog[s] * rotated, frame.inv_root)
+                torch.add(g, g.transpose(-1, -2), out=grad_x[s]).mul_(0.5)
+            if grad_w is not None:
+                # <Z, U diag(log l) U^T> = sum_a log(l_a) (U^T Z U)_aa
+                diagonal = torch.diagonal(rotated, dim1=-2, dim2=-1)
+                torch.sum(diagonal * lam[s].log(), -1, out=grad_w[s][..., 0, 0])
+
+        chunks.run(sample_gradients)
         return grad_x, grad_w, None, None, None
 
 

@@ -11,9 +11,9 @@ import math
 
 import torch
 
+from riemtorch.linalg.batched import SampleChunks
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common
-from riemtorch.manifolds.spd.eigenbases import EigenBases
 
 # estimated relative error of the float32 products above which solves use float64 alone, and
 # the most refinements a solve takes with them (each divides the residual by about
@@ -22,17 +22,24 @@ MAX_FLOAT32_ERROR = 1e-4
 MAX_REFINEMENTS = 3
 
 
-def newton_kernel(lam, loglam):
-    """The Hessian kernels ``K_i`` of the module docstring, with ``1`` at ties. Near a tie the
-    quotient keeps about ``eps / |l_a - l_b|`` relative accuracy, enough for Newton steps,
-    whose fixed point does not depend on the Hessian; the implicit derivative uses the exact
-    divided differences of :mod:`riemtorch.linalg.spectral`."""
+def newton_kernel(lam, loglam, chunks=None):
+    """The Hessian kernels ``K_i`` of the module docstring, with ``1`` at ties, computed by the
+    slices of ``chunks`` (:class:`~riemtorch.linalg.batched.SampleChunks`, default one). Near a
+    tie the quotient keeps about ``eps / |l_a - l_b|`` relative accuracy, enough for Newton
+    steps, whose fixed point does not depend on the Hessian; the implicit derivative uses the
+    exact divided differences of :mod:`riemtorch.linalg.spectral`."""
+    out = lam.new_empty(*lam.shape, lam.shape[-1])
+    (chunks or SampleChunks(lam.shape[0])).run(lambda k, s: _fill_kernel(lam[s], loglam[s], out[s]))
+    return out
+
+
+def _fill_kernel(lam, loglam, out):
     a, b = lam.unsqueeze(-1), lam.unsqueeze(-2)
-    quotient = loglam.unsqueeze(-1) - loglam.unsqueeze(-2)
-    pair = torch.sub(a, b, out=torch.empty_like(quotient))
+    quotient = torch.sub(loglam.unsqueeze(-1), loglam.unsqueeze(-2), out=out)
+    pair = torch.sub(a, b)
     quotient.div_(pair)
     quotient.mul_(torch.add(a, b, out=pair)).mul_(0.5)
-    return quotient.nan_to_num_(1.0)
+    quotient.nan_to_num_(1.0)
 
 
 class NewtonHessian:
@@ -66,15 +73,21 @@ class NewtonHessian:
         total = w.sum(0)
         # one weight total (weights summing to one): added as a number, one operation less
         self.total = float(total) if total.numel() == 1 else total
-        excess = ratio.sub_(1.0)
-        n = excess.shape[-1]
+        n = ratio.shape[-1]
+
+        def excess(k, s):  # K - 1 weighted, in place, and its square norm, by slices
+            part = ratio[s].sub_(1.0)
+            square_norm = torch.linalg.vector_norm(part, dim=(0, -2, -1)).square()
+            part.mul_(w[s])
+            return square_norm
+
         # the weighted mean square of K - 1, bounded by max_i w_i / total times the plain one
         # (equal for uniform weights)
-        square_sum = torch.linalg.vector_norm(excess, dim=(0, -2, -1)).square()
+        square_sum = bases.chunks.sum(excess)
         mean_square = square_sum * (w.amax(0)[..., 0, 0] / total[..., 0, 0]) / (n * n)
         unit = 0.5 * torch.finfo(torch.float32).eps
         self.float32_error = unit * math.sqrt(n * float(mean_square.amax()))
-        self.correction = excess.mul_(w)
+        self.correction = ratio
 
     def _plus_identity_part(self, product, d):
         if isinstance(self.total, float):
@@ -87,7 +100,7 @@ class NewtonHessian:
     def float32_product(self):
         """``D -> H[D]`` with the departure from the identity computed in float32 (relative
         error about ``float32_error``); float64 in and out."""
-        bases, correction = EigenBases(self.bases.u.float()), self.correction.float()
+        bases, correction = self.bases.to(torch.float32), self.correction.float()
 
         def product(d):
             low = bases.hadamard_sandwich(correction, d.float()).to(d.dtype)
