@@ -17,6 +17,9 @@ once the iterate has settled; a large first residual or a step that gains less t
 triggers a fresh ``eigh``, and an iterate that moved by more than ``REFRESH_CHANGE`` (relative)
 decomposes at once, without the chord attempt. Typically the first two iterations decompose
 and the rest refine.
+On CPU a large batch is cut into one slice of samples per thread for the whole iteration
+(:class:`~riemtorch.linalg.batched.SampleChunks`): decompositions, chord steps and root sums
+run on each slice's thread.
 With ``method="newton_schulz"`` every iteration takes the roots from
 :func:`riemtorch.linalg.sqrtm_invsqrtm_newton_schulz` (matrix products only).
 
@@ -36,7 +39,7 @@ takes 8.
 
 import torch
 
-from riemtorch.linalg.batched import split_eigh
+from riemtorch.linalg.batched import SampleChunks
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.symmetric import sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
@@ -82,8 +85,9 @@ def fixed_point_map(s, xs, w, method="eigh"):
     return sym(inv_root @ q @ q @ inv_root)
 
 
-def _chord_sqrt(ct, rt, sig, target, max_steps=4):
-    """Refine ``rt ~ Ct^1/2`` for matrices in the eigenbasis of the stored root ``diag(sig)``.
+def _chord_sqrt(ct, rt, sig, target, chunks, max_steps=4):
+    """Refine ``rt ~ Ct^1/2`` for matrices in the eigenbasis of the stored root ``diag(sig)``,
+    by slices of ``chunks`` (:class:`~riemtorch.linalg.batched.SampleChunks`).
 
     There the chord step solves its Lyapunov equation by an entrywise division. Returns the
     refined root and whether the largest relative residual ``||Ct - Rt^2|| / ||Ct||`` reached
@@ -91,27 +95,36 @@ def _chord_sqrt(ct, rt, sig, target, max_steps=4):
     is then too far for fast steps, and a fresh ``eigh`` costs less than several slow ones),
     or when a step gains less than tenfold.
     """
-    denominator = sig.unsqueeze(-1) + sig.unsqueeze(-2)
-    scale = torch.linalg.matrix_norm(ct)
-    previous = 1e-3  # so that a first residual above 1e-4 gives up at once
     rt = rt.clone()  # refined in place below
+    residuals = [None] * len(chunks.slices)
+
+    def residual_size(update):
+        def on_slice(k, s):
+            if update:  # the chord step of the previous residual
+                # no symmetrisation: the asymmetry stays at rounding level and the sum is
+                # symmetrised
+                rt[s].add_(residuals[k].div_(sig[s].unsqueeze(-1) + sig[s].unsqueeze(-2)))
+            residuals[k] = (rt[s] @ rt[s]).sub_(ct[s]).neg_()
+            return float((_norm(residuals[k]) / _norm(ct[s])).amax())
+
+        return max(chunks.run(on_slice))
+
+    previous = 1e-3  # so that a first residual above 1e-4 gives up at once
     for step in range(max_steps + 1):
-        residual = (rt @ rt).sub_(ct).neg_()
-        size = float((torch.linalg.matrix_norm(residual) / scale).amax())
+        size = residual_size(update=step > 0)
         if size <= target:
             return rt, True
         if step == max_steps or size > 0.1 * previous:
             return rt, False
         previous = size
-        # no symmetrisation: the asymmetry stays at rounding level and the sum is symmetrised
-        rt.add_(residual.div_(denominator))
     return rt, False
 
 
-def _weighted_root_sum(factor, xs, w, stored, method, target):
+def _weighted_root_sum(factor, xs, w, stored, method, target, chunks):
     """``sum_i w_i C_i^1/2`` for ``C_i = F^T X_i F`` and the state ``(bases, sig, rt)`` that the
     next iteration refines: the stored eigenbases (:class:`EigenBases`), their root eigenvalues
-    ``sig`` and the current roots in those bases, ``rt = U^T R U``. Eigenvalues are only kept
+    ``sig`` and the current roots in those bases, ``rt = U^T R U``; the per-sample work runs by
+    slices of ``chunks``. Eigenvalues are only kept
     positive (at the smallest normal number), not floored relative to the largest: near the
     fixed point ``C_i ~ (F^T F)^2`` has about the squared condition number of ``S``, and its
     small eigenvalues carry the barycenter's small directions (a floor at the working dtype's
@@ -122,18 +135,18 @@ def _weighted_root_sum(factor, xs, w, stored, method, target):
         c = sym(common.congruence_shared(factor_t, xs))
         return common.weighted_sum(w, sqrtm_by(c, method)), None
     if stored is None:
-        lam, u = split_eigh(common.congruence_shared(factor_t, xs))
+        lam, u = chunks.eigh(lambda k, s: common.congruence_shared(factor_t, xs[s]), xs)
     else:
         bases, sig, rt = stored
         ct = bases.to_bases(xs, factor_t)
-        rt, ok = _chord_sqrt(ct, rt, sig, target)
+        rt, ok = _chord_sqrt(ct, rt, sig, target, chunks)
         if ok:
-            return bases.combine(w * rt), (bases, sig, rt)
+            return chunks.sum(lambda k, s: bases.part(k).combine(w[s] * rt[s])), (bases, sig, rt)
         # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
-        lam, v = split_eigh(ct)
-        u = bases.u @ v
+        lam, v = chunks.eigh(lambda k, s: ct[s], ct)
+        u = chunks.gather(lambda k, s: bases.u[s] @ v[s], v)
     sig = lam.clamp_min(torch.finfo(lam.dtype).tiny).sqrt()
-    bases = EigenBases(u)
+    bases = EigenBases(u, chunks)
     return bases.combine_diagonal(w.squeeze(-1) * sig), (bases, sig, torch.diag_embed(sig))
 
 
@@ -191,6 +204,12 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     size 1e8 never stop). Returns the barycenter and whether the criterion was met within
     ``max_iter``.
     """
+    chunks = SampleChunks.plan(xs) if method == "eigh" else SampleChunks(xs.shape[0])
+    with chunks.serial():
+        return _iterate(xs, w, tol, max_iter, method, chunks)
+
+
+def _iterate(xs, w, tol, max_iter, method, chunks):
     factor = common.cholesky(common.weighted_sum(w, xs))
     eps = torch.finfo(xs.dtype).eps
     stored = None
@@ -205,7 +224,7 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
         # to ||C||), whatever tol: a coarser acceptance lets the small eigen-directions of the
         # roots drift, and the iteration can cycle (tol 1e-5, diag(1e-3, 1) and
         # diag(3.16e-3, 1): it returned their arithmetic mean, 8 % off, at the cap).
-        q, stored = _weighted_root_sum(factor, xs, w, stored, method, 1e3 * eps)
+        q, stored = _weighted_root_sum(factor, xs, w, stored, method, 1e3 * eps, chunks)
         q = sym(q)
         inv_t = torch.linalg.inv(factor).transpose(-1, -2)
         half = inv_t @ q @ factor.transpose(-1, -2)

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.batched import SampleChunks, eigh, split_eigh
+from riemtorch.linalg.batched import SampleChunks, eigh
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -83,16 +83,7 @@ def whitened_spectrum(xs, mean, chunks=None):
     """
     frame = symmetric_frame(mean)
     chunks = chunks or SampleChunks(xs.shape[0])
-    if chunks.parallel:
-        lam = xs.new_empty(xs.shape[:-1])
-        u = torch.empty_like(xs.mT, memory_format=torch.contiguous_format).mT  # column-major
-
-        def decompose(k, s):
-            torch.linalg.eigh(common.congruence_shared(frame.inv_root, xs[s]), out=(lam[s], u[s]))
-
-        chunks.run(decompose)
-    else:
-        lam, u = split_eigh(common.congruence_shared(frame.inv_root, xs))
+    lam, u = chunks.eigh(lambda k, s: common.congruence_shared(frame.inv_root, xs[s]), xs)
     return frame, floor_eigenvalues(lam, lam.dtype), EigenBases(u, chunks)
 
 
