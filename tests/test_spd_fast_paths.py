@@ -256,6 +256,21 @@ def test_sample_chunks_run_slices_on_single_threaded_threads_and_restore_the_cou
         torch.set_num_threads(threads)
 
 
+def slice_in_three(monkeypatch, n):
+    """Three threads, and samples of ``n x n`` matrices cut into one slice each from three of
+    them on; returns the list of plans made."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    plans = []
+    original = SampleChunks.plan.__func__
+
+    def plan(cls, xs, min_work=None):
+        plans.append(original(cls, xs, min_work=n ** 3))
+        return plans[-1]
+
+    monkeypatch.setattr(SampleChunks, "plan", classmethod(plan))
+    return plans
+
+
 def test_karcher_mean_over_parallel_slices_matches_the_whole_batch(monkeypatch):
     """Values and gradients of the Karcher mean with the samples cut into three slices, each
     on its own thread, against the same computation on the whole batch."""
@@ -273,15 +288,7 @@ def test_karcher_mean_over_parallel_slices_matches_the_whole_batch(monkeypatch):
         return mean.detach(), xs.grad, ws.grad
 
     whole = mean_and_gradients()
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    plans = []
-    original = SampleChunks.plan.__func__
-
-    def plan(cls, xs, min_work=1 << 19):
-        plans.append(original(cls, xs, min_work=6 ** 3))
-        return plans[-1]
-
-    monkeypatch.setattr(SampleChunks, "plan", classmethod(plan))
+    plans = slice_in_three(monkeypatch, 6)
     sliced = mean_and_gradients()
     assert plans and all(len(p.slices) == 3 for p in plans)
     assert relative(sliced[0], whole[0]) < 1e-13
@@ -376,10 +383,9 @@ def test_anderson_acceleration_solves_a_linear_fixed_point_in_fewer_steps():
     torch.testing.assert_close(x[0], fixed[0], rtol=0, atol=1e-12)
 
 
-def test_barycenter_refines_roots_only_after_small_moves(monkeypatch):
-    """After the large first move from the arithmetic mean the stored roots are recomputed
-    without a chord attempt (it would fail); once the iterate settles, every chord attempt
-    succeeds, and the result is the barycenter (pyRiemann-free check: its optimality)."""
+@pytest.fixture
+def chord_attempts(monkeypatch):
+    """Whether each chord refinement of the Bures-Wasserstein roots succeeded, in order."""
     from riemtorch.manifolds.spd import bw_barycenter
 
     attempts = []
@@ -391,6 +397,16 @@ def test_barycenter_refines_roots_only_after_small_moves(monkeypatch):
         return rt, ok
 
     monkeypatch.setattr(bw_barycenter, "_chord_sqrt", recording)
+    return attempts
+
+
+def test_barycenter_refines_roots_only_after_small_moves(monkeypatch, chord_attempts):
+    """After the large first move from the arithmetic mean the stored roots are recomputed
+    without a chord attempt (it would fail); once the iterate settles, every chord attempt
+    succeeds, and the result is the barycenter (pyRiemann-free check: its optimality)."""
+    from riemtorch.manifolds.spd import bw_barycenter
+
+    attempts = chord_attempts
     bw = riemtorch.SPDBuresWasserstein()
     x = wishart(200, 10, 100, 3)
     mean = bw.frechet_mean(x, tol=1e-10)
@@ -404,7 +420,8 @@ def test_barycenter_refines_roots_only_after_small_moves(monkeypatch):
 
 
 @pytest.mark.parametrize("refresh", ["rule", "chord first"])
-def test_barycenter_over_parallel_slices_matches_the_whole_batch(monkeypatch, refresh):
+def test_barycenter_over_parallel_slices_matches_the_whole_batch(monkeypatch, refresh,
+                                                                chord_attempts):
     """The Bures-Wasserstein barycenter with the samples cut into three slices, each on its own
     thread, against the whole batch; "chord first" makes every iteration try the chord
     refinement first, so that failed attempts fall back to decomposing the rotated slices."""
@@ -412,15 +429,7 @@ def test_barycenter_over_parallel_slices_matches_the_whole_batch(monkeypatch, re
 
     if refresh == "chord first":
         monkeypatch.setattr(bw_barycenter, "REFRESH_CHANGE", float("inf"))
-    attempts = []
-    chord = bw_barycenter._chord_sqrt
-
-    def recording(*args, **kwargs):
-        rt, ok = chord(*args, **kwargs)
-        attempts.append(ok)
-        return rt, ok
-
-    monkeypatch.setattr(bw_barycenter, "_chord_sqrt", recording)
+    attempts = chord_attempts
     bw = riemtorch.SPDBuresWasserstein()
     x = wishart(90, 7, 30, 8)
     g = torch.randn(7, 7, dtype=F64, generator=torch.Generator().manual_seed(9))
@@ -432,12 +441,10 @@ def test_barycenter_over_parallel_slices_matches_the_whole_batch(monkeypatch, re
         return mean.detach(), xs.grad
 
     whole = mean_and_gradient()
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    original = SampleChunks.plan.__func__
-    monkeypatch.setattr(SampleChunks, "plan",
-                        classmethod(lambda cls, xs, min_work=0: original(cls, xs, 7 ** 3)))
+    plans = slice_in_three(monkeypatch, 7)
     attempts.clear()
     sliced = mean_and_gradient()
+    assert plans and all(len(p.slices) == 3 for p in plans)
     assert True in attempts and (refresh == "rule" or False in attempts)
     assert relative(sliced[0], whole[0]) < 1e-13
     assert relative(sliced[1], whole[1]) < 1e-9
