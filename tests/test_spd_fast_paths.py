@@ -383,6 +383,42 @@ def test_anderson_acceleration_solves_a_linear_fixed_point_in_fewer_steps():
     torch.testing.assert_close(x[0], fixed[0], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("slices", [1, 3])
+@pytest.mark.parametrize("mean", ["karcher", "bw"])
+@pytest.mark.parametrize("shared", ["samples", "weights"])
+def test_means_of_inputs_shared_by_channels(monkeypatch, slices, mean, shared):
+    """Samples ``(N, 1, n, n)`` with per-channel weights ``(N, C, 1, 1)``, or per-channel
+    samples with weights ``(N, 1, 1, 1)``: values and gradients equal those of the inputs
+    materialised per channel (gradients summed back over the shared dimension), on the whole
+    batch and over slices."""
+    from riemtorch.manifolds.spd.bw_barycenter import bw_barycenter
+    from riemtorch.manifolds.spd.karcher import karcher_mean
+
+    solve = karcher_mean if mean == "karcher" else bw_barycenter
+    g = torch.Generator().manual_seed(21)
+    count, channels, n = 12, 3, 5
+    x = wishart(count * (1 if shared == "samples" else channels), n, 9, seed=22)
+    x = x.view(count, 1 if shared == "samples" else channels, n, n)
+    w = torch.rand(count, channels if shared == "samples" else 1, 1, 1, dtype=F64, generator=g)
+    w = w / w.sum(0)
+    cotangent = torch.randn(channels, n, n, dtype=F64, generator=g)
+    if slices == 3:
+        slice_in_three(monkeypatch, n)
+
+    def value_and_gradients(xs, ws):
+        xs, ws = xs.clone().requires_grad_(True), ws.clone().requires_grad_(True)
+        value = solve(xs, ws, 1e-12, 50)
+        (value * cotangent).sum().backward()
+        return value.detach(), xs.grad, ws.grad
+
+    value, grad_x, grad_w = value_and_gradients(x, w)
+    full = (count, channels)
+    ref_value, ref_x, ref_w = value_and_gradients(x.expand(*full, n, n), w.expand(*full, 1, 1))
+    assert relative(value, ref_value) < 1e-12
+    assert relative(grad_x, ref_x.sum_to_size(x.shape)) < 1e-8
+    assert relative(grad_w, ref_w.sum_to_size(w.shape)) < 1e-8
+
+
 @pytest.fixture
 def chord_attempts(monkeypatch):
     """Whether each chord refinement of the Bures-Wasserstein roots succeeded, in order."""

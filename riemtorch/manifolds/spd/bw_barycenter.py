@@ -107,7 +107,7 @@ def _chord_sqrt(ct, rt, sig, target, chunks, max_steps=4):
             residuals[k] = (rt[s] @ rt[s]).sub_(ct[s]).neg_()
             return float((_norm(residuals[k]) / _norm(ct[s])).amax())
 
-        return max(chunks.run(on_slice))
+        return float(torch.tensor(chunks.run(on_slice)).amax())  # NaN propagates
 
     previous = 1e-3  # so that a first residual above 1e-4 gives up at once
     for step in range(max_steps + 1):
@@ -205,6 +205,8 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     ``max_iter``.
     """
     chunks = SampleChunks.plan(xs) if method == "eigh" else SampleChunks(xs.shape[0])
+    if chunks.parallel:  # the slices' results fill tensors shaped like the samples
+        xs = common.expand_samples(xs, w)
     with chunks.serial():
         return _iterate(xs, w, tol, max_iter, method, chunks)
 

@@ -82,6 +82,13 @@ def implicit_rtol(dtype: torch.dtype) -> float:
     return 1e-10 if dtype == torch.float64 else 1e3 * torch.finfo(dtype).eps
 
 
+def expand_samples(xs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Samples ``xs`` ``(N, ..., n, n)`` expanded (a view) to the batch shape they share with
+    the weights ``w`` ``(N, ..., 1, 1)``: samples shared by channels then have the shape of the
+    per-channel results computed from them."""
+    return xs.expand(*torch.broadcast_shapes(xs.shape[:-2], w.shape[:-2]), *xs.shape[-2:])
+
+
 def congruence_shared(a: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     """``a X_i a^T`` for ``a`` ``(..., n, n)`` and samples ``xs`` ``(N, ..., n, n)`` (not
     symmetrised): ``X_i a^T`` for all samples is one large matrix product."""

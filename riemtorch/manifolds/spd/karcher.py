@@ -221,6 +221,8 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
     (:func:`implicit_solve`).
     """
     chunks = SampleChunks.plan(xs)
+    if chunks.parallel:  # the slices' results fill tensors shaped like the samples
+        xs = common.expand_samples(xs, w)
     with chunks.serial():
         return _iterate(xs, w, tol, max_iter, step_past_tolerance, chunks)
 
@@ -288,6 +290,8 @@ class _KarcherMean(torch.autograd.Function):
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
         chunks = SampleChunks.plan(xs)
+        # samples or weights shared by channels get per-channel gradients (autograd sums them)
+        xs = common.expand_samples(xs, w)
         with chunks.serial():
             return _KarcherMean._gradients(ctx, xs, w, mean, grad, chunks)
 
@@ -298,8 +302,8 @@ class _KarcherMean(torch.autograd.Function):
         if residual is None:  # stopped by the iteration cap: the derivative's accuracy
             residual = float(karcher_gradient(lam, bases, w)[2].amax())
         z, dlog = implicit_solve(frame.root, lam, bases, w, grad, ctx.input_dtype, residual)
-        grad_x = torch.empty_like(xs) if ctx.needs_input_grad[0] else None
-        grad_w = torch.empty_like(w) if ctx.needs_input_grad[1] else None
+        grad_x = xs.new_empty(xs.shape) if ctx.needs_input_grad[0] else None
+        grad_w = w.new_empty(*xs.shape[:-2], 1, 1) if ctx.needs_input_grad[1] else None
 
         def sample_gradients(k, s):  # into the slices of the gradients, on the slice's thread
             part = bases.part(k)
