@@ -110,17 +110,28 @@ def _split(tensors, min_work: int, flatten: bool = True):
     return list(zip(*(f.tensor_split(parts) for f in flat))), batch, n
 
 
+def _in_threads(fn: Callable, args: list, serial: bool) -> list:
+    """``[fn(*a) for a in args]`` without autograd, the first on this thread and the others in
+    the pool (single-threaded there with ``serial``); returns or raises only once every call
+    has finished, so that none still writes into shared tensors."""
+    pool = _executor(len(args))
+    futures = [pool.submit(_without_grad, fn, a, serial) for a in args[1:]]
+    try:
+        first = _without_grad(fn, args[0])
+    finally:
+        concurrent.futures.wait(futures)
+    return [first] + [f.result() for f in futures]
+
+
 def _run(fn: Callable, chunks, n: int) -> list:
     """``fn`` of every chunk (of ``n x n`` matrices), the first in this thread and the others in
     the pool."""
     threads = torch.get_num_threads()
-    pool = _executor(threads)
     serial = n >= SERIAL_CHUNKS_FROM
     if serial:
         torch.set_num_threads(1)
     try:
-        futures = [pool.submit(_without_grad, fn, chunk, serial) for chunk in chunks[1:]]
-        return [_without_grad(fn, chunks[0])] + [f.result() for f in futures]
+        return _in_threads(fn, chunks, serial)
     finally:
         if serial:
             torch.set_num_threads(threads)
@@ -216,14 +227,7 @@ class SampleChunks:
         in the pool, without autograd."""
         if not self.parallel:
             return [fn(0, self.slices[0])]
-        pool = _executor(len(self.slices))
-        futures = [pool.submit(_without_grad, fn, (k, s), True)
-                   for k, s in enumerate(self.slices) if k > 0]
-        try:
-            first = _without_grad(fn, (0, self.slices[0]))
-        finally:  # no slice still writes into shared tensors once this returns or raises
-            concurrent.futures.wait(futures)
-        return [first] + [f.result() for f in futures]
+        return _in_threads(fn, list(enumerate(self.slices)), serial=True)
 
     def sum(self, fn: Callable):
         """The sum of :meth:`run`'s results."""
