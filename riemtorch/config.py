@@ -19,6 +19,13 @@ docstring refers here.
   16 host threads takes 13 ms including the copies (3-20x faster for batches of 64-1024 of
   sizes 48-64; at 128 x 128 the device is as fast). Results come back to the input's device;
   autograd follows the copies. Single matrices stay on the device.
+* **Batches split over CPU threads run on torch's OpenMP threads**
+  (``config.openmp_threads``, default ``True``). Batched LAPACK calls (``eigh``, Cholesky) and
+  the sample slices of the iterative means are shared out over ``torch.get_num_threads()``
+  threads; the parts run in a parallel region of torch's own OpenMP runtime, whose threads
+  are awake between torch's parallel operators anyway (:mod:`riemtorch.linalg.openmp`). Set
+  the switch to ``False`` to run them on a pool of Python threads instead (the fallback where
+  no OpenMP runtime is found). Results are the same either way.
 * **Eigenvalue floor for functions that need positive eigenvalues** (log, square root, inverse
   square root, negative powers): eigenvalues are clamped from below at
   ``eigenvalue_floor(dtype) * max(|eigenvalue|)`` of the same matrix, where ``dtype`` is the
@@ -87,14 +94,15 @@ import sys
 
 import torch
 
-__all__ = ["validate", "eigh_in_float64", "cuda_eigh_on_host", "override", "validating",
-           "eigenvalue_floor", "symmetry_tolerance"]
+__all__ = ["validate", "eigh_in_float64", "cuda_eigh_on_host", "openmp_threads", "override",
+           "validating", "eigenvalue_floor", "symmetry_tolerance"]
 
 validate: bool = os.environ.get("RIEMTORCH_VALIDATE", "1") not in ("0", "false", "False", "")
 eigh_in_float64: bool = True
 cuda_eigh_on_host: bool = True
+openmp_threads: bool = True
 
-_SWITCHES = ("validate", "eigh_in_float64", "cuda_eigh_on_host")
+_SWITCHES = ("validate", "eigh_in_float64", "cuda_eigh_on_host", "openmp_threads")
 
 
 @contextlib.contextmanager

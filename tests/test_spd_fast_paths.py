@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import riemtorch
+from riemtorch.linalg import openmp
 from riemtorch.linalg.batched import SampleChunks, map_batch_chunks, split_eigh
 from riemtorch.linalg.symmetric import sym
 
@@ -26,6 +27,16 @@ def wishart(count, n, samples, seed):
 
 def relative(a, b):
     return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.fixture(params=["openmp", "pool"])
+def backend(request):
+    """Split work on torch's OpenMP threads, or on the fallback pool of Python threads."""
+    use_openmp = request.param == "openmp"
+    with riemtorch.config.override(openmp_threads=use_openmp):
+        if use_openmp and not openmp.available():
+            pytest.skip("no OpenMP runtime of torch's found in this process")
+        yield request.param
 
 
 @pytest.mark.parametrize("name", ["SPDBuresWasserstein", "SPDGeneralizedBuresWasserstein"])
@@ -174,7 +185,7 @@ def test_aim_distance_broadcasts_like_the_pairwise_loop():
     torch.testing.assert_close(aim.dist(y, x), expected)
 
 
-def test_thread_split_batches_are_bitwise_equal(monkeypatch):
+def test_thread_split_batches_are_bitwise_equal(monkeypatch, backend):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     x = spd((2, 100), n=4, seed=11)
     lam, u = torch.linalg.eigh(x)
@@ -187,7 +198,7 @@ def test_thread_split_batches_are_bitwise_equal(monkeypatch):
     assert out.grad_fn is not None
 
 
-def test_split_eigh_decomposes_chunks_into_one_output(monkeypatch):
+def test_split_eigh_decomposes_chunks_into_one_output(monkeypatch, backend):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     x = spd((2, 100), n=4, seed=17)
     lam, u = torch.linalg.eigh(x)
@@ -220,10 +231,11 @@ def test_sample_chunks_plan_one_slice_per_thread_for_large_batches_only(monkeypa
     assert len(SampleChunks.plan(spd((2, 30), n=4, seed=18), min_work=4 ** 3).slices) == 2
 
 
-def test_sample_chunks_run_slices_on_single_threaded_threads_and_restore_the_count():
-    """Slices run on the calling thread and the pool, with torch's thread count at 1 inside
-    ``serial`` (also in the pool) and restored after it, also when a slice raises; sums and
-    gathered slices equal the whole batch's."""
+def test_sample_chunks_run_slices_on_single_threaded_threads_and_restore_the_count(backend):
+    """Slices run each once, on torch's OpenMP threads inside a parallel region (or on the
+    calling thread, first slice, and the pool), with torch's thread count at 1 inside
+    ``serial`` and restored after it, also when a slice raises; sums and gathered slices equal
+    the whole batch's."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -231,18 +243,25 @@ def test_sample_chunks_run_slices_on_single_threaded_threads_and_restore_the_cou
         w = torch.rand(30, 1, 1, 1, dtype=F64, generator=torch.Generator().manual_seed(19))
         chunks = SampleChunks(30, 3)
         seen = []
+        lib = openmp._runtime()
 
         def inverse_sum(k, s):
-            seen.append((k, torch.get_num_threads(), threading.current_thread().name))
+            in_region = bool(lib.omp_in_parallel()) if lib is not None else False
+            seen.append((k, torch.get_num_threads(), threading.current_thread().name, in_region))
             return (w[s] * torch.linalg.inv(xs[s])).sum(0)
 
         with chunks.serial():
             total = chunks.sum(inverse_sum)
             inverses = chunks.gather(lambda k, s: torch.linalg.inv(xs[s]), xs)
         assert torch.get_num_threads() == 2
-        assert sorted(k for k, _, _ in seen) == [0, 1, 2]
-        assert all(count == 1 for _, count, _ in seen)
-        assert [k for k, _, name in seen if name == threading.current_thread().name] == [0]
+        assert sorted(k for k, *_ in seen) == [0, 1, 2]
+        assert all(count == 1 for _, count, *_ in seen)
+        if backend == "openmp":
+            assert all(in_region for *_, in_region in seen)
+        else:
+            assert not any(in_region for *_, in_region in seen)
+            main = threading.current_thread().name
+            assert [k for k, _, name, _ in seen if name == main] == [0]
         torch.testing.assert_close(total, (w * torch.linalg.inv(xs)).sum(0), rtol=1e-13, atol=0)
         assert torch.equal(inverses, torch.linalg.inv(xs))
 
@@ -337,10 +356,11 @@ def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores
         torch.set_num_threads(threads)
 
 
-def test_default_split_threshold_keeps_batch_norm_batches_whole(monkeypatch):
-    """By default a batch splits only when every thread gets at least 2^19 of work (sum of
-    n^3): a batch-norm batch of 64 matrices of 20 x 20 runs in one call, 256 of them in one
-    chunk per thread."""
+def test_default_split_threshold_depends_on_where_chunks_run(monkeypatch, backend):
+    """By default a batch splits only when every thread gets at least 2^16 of work (sum of
+    n^3) on torch's OpenMP threads, 2^19 on the pool: on OpenMP threads 16 matrices of
+    20 x 20 run in one call and 17 and a batch-norm batch of 64 in one chunk per thread; on
+    the pool 131 run in one call and 132 in two chunks."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     sizes = []
 
@@ -348,11 +368,13 @@ def test_default_split_threshold_keeps_batch_norm_batches_whole(monkeypatch):
         sizes.append(a.shape[0])
         return torch.linalg.eigvalsh(a)
 
-    for count in (64, 131, 132, 256):
+    smallest = 17 if backend == "openmp" else 132
+    for count in (smallest - 1, smallest, 64, 256):
         sizes.clear()
         out = map_batch_chunks(record, spd((count,), n=20, seed=16))
         assert out.shape == (count, 20)
-        assert sizes == ([count] if count <= 131 else [count // 2, count - count // 2])
+        whole = count < smallest
+        assert sorted(sizes) == ([count] if whole else [count // 2, count - count // 2])
 
 
 def test_anderson_acceleration_solves_a_linear_fixed_point_in_fewer_steps():

@@ -5,47 +5,57 @@ On CPU, torch runs a batched ``eigh``, ``eigvalsh``, ``cholesky`` or triangular 
 serial loop over the batch (one LAPACK call per matrix), whatever ``torch.get_num_threads()``
 says; for batches of small matrices that loop dominates the SPD computations.
 :func:`map_batch_chunks` splits the batch into ``torch.get_num_threads()`` contiguous chunks and
-runs them in a small thread pool (torch releases the GIL inside its operators), so the loop uses
-the threads the user granted. Results are bitwise those of the unsplit call: every matrix goes
-through the same LAPACK routine. :func:`split_eigh` does the same for ``eigh`` with the chunks
-writing into one output. :class:`SampleChunks` keeps one slice of the samples per thread for a
-whole iterative computation.
+runs them in parallel, so the loop uses the threads the user granted. Results are bitwise those
+of the unsplit call: every matrix goes through the same LAPACK routine. :func:`split_eigh` does
+the same for ``eigh`` with the chunks writing into one output. :class:`SampleChunks` keeps one
+slice of the samples per thread for a whole iterative computation.
+
+The chunks run on the threads of torch's own OpenMP runtime (:mod:`riemtorch.linalg.openmp`),
+which are awake anyway between torch's parallel operators; where that runtime is not available,
+on a small pool of Python threads (torch releases the GIL inside its operators). The calling
+thread takes chunks too.
 
 It only splits without autograd (inside custom ``autograd.Function`` passes, or when no input
 requires grad), on CPU, and when every thread gets enough work (``min_work``, counted as the
-sum of ``n^3`` over its matrices: 1024 matrices of 8 x 8, 66 of 20 x 20); otherwise it calls the
-function directly. Alone, a split pays from about ten 20 x 20 ``eigh`` per thread (handing a
-chunk to a thread costs tens of microseconds, a 20 x 20 ``eigh`` about thirty), but between
-other torch operations it pays only from more: torch's OpenMP threads spin-wait for
-milliseconds after each parallel operation and hold a core the chunk needs (2 cores, right
-after a batched product: 64 ``eigh`` of 20 x 20 took 2.1 ms split against 1.9 ms not, 128
-took 4.1 against 3.7, 256 took 4.2 against 7.5). The training step of an SPDNet with batch
-norm on 64 matrices of 20 x 20 ran 2-8 % faster without its splits.
+sum of ``n^3`` over its matrices). On OpenMP threads a region costs about 40 microseconds and
+a 20 x 20 ``eigh`` about 17, so the default is ``2^16`` (9 matrices of 20 x 20, 128 of 8 x 8
+per thread; 2 cores, right after a batched product: 16 ``eigh`` of 20 x 20 in 0.23 ms split
+against 0.27 ms whole, 64 in 0.78 against 1.24). On the pool it is ``2^19`` (66 matrices of
+20 x 20): the OpenMP threads that torch's parallel operators leave spinning for milliseconds
+hold the cores the pool's threads need (2 cores, right after a batched product: 64 ``eigh`` of
+20 x 20 took 2.1 ms split that way against 1.9 ms whole, 256 took 4.2 against 7.5).
 
 For matrices of 32 x 32 and larger, torch's own thread count is set to 1 while the chunks run
 (and restored after): MKL's LAPACK threads a single decomposition from about that size, and
-threads inside every chunk would oversubscribe the cores (2 cores, interleaved runs: 256
-``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threaded chunks; 40 x 40, 43 and
-35 ms; below 32 x 32 no gain). Other Python threads that run torch operations at that moment see
-that thread count too, and restoring it goes through ``torch.set_num_threads``, which also sets
-MKL's thread count to torch's.
+threads inside every chunk would oversubscribe the cores (2 cores, pool threads, interleaved
+runs: 256 ``eigh`` of 64 x 64 in 94 ms split that way, 71 ms with single-threaded chunks; 40 x
+40, 43 and 35 ms; below 32 x 32 no gain). Inside an OpenMP region nested parallelism is off
+anyway. Other Python threads that run torch operations at that moment see that thread count
+too, and restoring it goes through ``torch.set_num_threads``, which also sets MKL's thread
+count to torch's.
 """
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 from riemtorch import config
+from riemtorch.linalg import openmp
 
 # sizes that CUDA batches decompose on the host (why: riemtorch.config, cuda_eigh_on_host)
 HOST_EIGH_SIZES = (33, 64)
 # from this size on, chunks run with torch's thread count at 1 (see the module docstring)
 SERIAL_CHUNKS_FROM = 32
+# smallest work (sum of n^3 over its matrices) worth a part of a split batch, with the parts on
+# torch's OpenMP threads and on the fallback pool (see the module docstring)
+TEAM_MIN_WORK = 1 << 16
+POOL_MIN_WORK = 1 << 19
 
 _LOCK = threading.Lock()
 _POOL = {"executor": None, "workers": 0, "pid": None}
@@ -83,7 +93,7 @@ def _concatenate(results, batch):
     return tuple(_concatenate([r[i] for r in results], batch) for i in range(len(first)))
 
 
-def _split(tensors, min_work: int, flatten: bool = True):
+def _split(tensors, min_work: Optional[int], flatten: bool = True):
     """``(chunks, batch, n)`` for :func:`map_batch_chunks`: the flattened, broadcast inputs cut
     into tuples of contiguous chunks, one per thread, the broadcast batch shape and the matrix
     size; ``None`` where the batch stays whole. Without ``flatten`` the inputs are cut along
@@ -91,6 +101,8 @@ def _split(tensors, min_work: int, flatten: bool = True):
     threads = torch.get_num_threads()
     if threads < 2:
         return None
+    if min_work is None:
+        min_work = TEAM_MIN_WORK if openmp.available() else POOL_MIN_WORK
     if len(tensors) == 1:  # the common case, without the broadcast bookkeeping
         batch, n = tensors[0].shape[:-2], tensors[0].shape[-1]
     else:
@@ -111,9 +123,13 @@ def _split(tensors, min_work: int, flatten: bool = True):
 
 
 def _in_threads(fn: Callable, args: list, serial: bool) -> list:
-    """``[fn(*a) for a in args]`` without autograd, the first on this thread and the others in
-    the pool (single-threaded there with ``serial``); returns or raises only once every call
-    has finished, so that none still writes into shared tensors."""
+    """``[fn(*a) for a in args]`` without autograd, on torch's OpenMP threads, else the first on
+    this thread and the others in the pool (single-threaded there with ``serial``); returns or
+    raises only once every call has finished, so that none still writes into shared
+    tensors."""
+    team = openmp.run([functools.partial(fn, *a) for a in args])
+    if team is not None:
+        return team
     pool = _executor(len(args))
     futures = [pool.submit(_without_grad, fn, a, serial) for a in args[1:]]
     try:
@@ -124,8 +140,7 @@ def _in_threads(fn: Callable, args: list, serial: bool) -> list:
 
 
 def _run(fn: Callable, chunks, n: int) -> list:
-    """``fn`` of every chunk (of ``n x n`` matrices), the first in this thread and the others in
-    the pool."""
+    """``fn`` of every chunk (of ``n x n`` matrices), over threads as in :func:`_in_threads`."""
     threads = torch.get_num_threads()
     serial = n >= SERIAL_CHUNKS_FROM
     if serial:
@@ -137,7 +152,7 @@ def _run(fn: Callable, chunks, n: int) -> list:
             torch.set_num_threads(threads)
 
 
-def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: int = 1 << 19):
+def map_batch_chunks(fn: Callable, *tensors: torch.Tensor, min_work: Optional[int] = None):
     """``fn(*tensors)`` computed over chunks of the batch in ``torch.get_num_threads()`` threads.
 
     Parameters
@@ -165,20 +180,22 @@ class SampleChunks:
     """Contiguous slices of the first (sample) dimension, one per CPU thread, for iterative
     solvers that sweep the same per-sample tensors many times (the Karcher mean).
 
-    Instead of letting every operator split its own work over torch's threads, each thread
-    keeps one slice of the samples for the whole computation and runs every per-sample step on
-    it single-threaded (decomposition, products with the eigenbases, partial sums); only the
-    small shared ``n x n`` matrices meet on the calling thread. Inside :meth:`serial` torch's
-    own thread count is 1, so those shared steps and the first slice, which runs on the calling
-    thread, do not wake threads that would compete with the pool's. On 2 cores the Karcher
-    mean of 1000 matrices of 22 x 22 took 36-41 ms that way against 42-46 ms with the work
-    split operator by operator, the Bures-Wasserstein barycenter of 500 of them 28-31 against 35,
-    and an SPDNet training step with batch norm on 256 matrices of 20 x 20 32.5 against 36.
-    Where the per-matrix work is small and the forward and backward passes alternate, the
-    gain can turn into a loss: the barycenter of 3000 matrices of 8 x 8 with its gradient took
-    53-57 ms against 43-49 (right after torch's own parallel operations its OpenMP worker
-    spin-waits for a few milliseconds and slows the pool's slice). One slice (GPU tensors,
-    autograd, small batches) runs on the calling thread as a plain call.
+    Instead of letting every operator split its own work over torch's threads, the samples are
+    cut into one slice per thread for the whole computation, and every per-sample step runs on
+    each slice single-threaded (decomposition, products with the eigenbases, partial sums);
+    only the small shared ``n x n`` matrices meet on the calling thread. Inside :meth:`serial`
+    torch's own thread count is 1, so those shared steps run on the calling thread alone. The
+    slices run on torch's OpenMP threads (a parallel region per step, about 40 microseconds)
+    or, without them, on the pool. On 2 cores the Karcher mean of 1000 matrices of 22 x 22
+    took 36-41 ms that way against 42-46 ms with the work split operator by operator, the
+    Bures-Wasserstein barycenter of 500 of them 28-31 against 35, and an SPDNet training step
+    with batch norm on 256 matrices of 20 x 20 32.5 against 36 (pool). With the backward pass
+    too, on OpenMP threads against the pool: the barycenter of 3000 matrices of 8 x 8 37-40 ms
+    against 52-56 (the pool's slices competed with torch's spinning OpenMP threads: 43-49 ms
+    unsliced), the Karcher mean of 200 of 22 x 22 19-20 against 27-32. A batch-norm batch of
+    64 matrices of 20 x 20 stays whole: its many short steps would pay a region each (forward
+    pass 6.4 ms sliced against 4.4). One slice (GPU tensors, autograd, small batches) runs on
+    the calling thread as a plain call.
 
     Parameters
     ----------
@@ -223,8 +240,8 @@ class SampleChunks:
             torch.set_num_threads(threads)
 
     def run(self, fn: Callable) -> list:
-        """``[fn(k, s) for each slice s, k its index]``, the first on this thread and the others
-        in the pool, without autograd."""
+        """``[fn(k, s) for each slice s, k its index]`` over threads (:func:`_in_threads`),
+        without autograd."""
         if not self.parallel:
             return [fn(0, self.slices[0])]
         return _in_threads(fn, list(enumerate(self.slices)), serial=True)
@@ -257,7 +274,7 @@ class SampleChunks:
         return lam, u
 
 
-def split_eigh(x: torch.Tensor, min_work: int = 1 << 19):
+def split_eigh(x: torch.Tensor, min_work: Optional[int] = None):
     """:func:`eigh` of ``(..., n, n)`` split over threads like :func:`map_batch_chunks`, each
     chunk decomposed into its slice of one output pair: a copy of the eigenvectors fewer than
     concatenating the chunks' results (1000 matrices of 22 x 22 on 2 cores: 18.3 ms against
