@@ -16,6 +16,15 @@ both in one process, riemtorch's step took about 2 ms less and spd_learn's about
 than alone. The processes are timed in alternating rounds (:func:`alternating_median_ms`), so
 slow drifts of the machine reach all of them alike.
 
+A second table repeats the timing with glibc told to keep 64 MiB at the top of its heap
+(``MALLOC_TOP_PAD_``, in every process). By default glibc returns the freed top of its heap to
+the system once it passes a threshold that grows with the largest block the process has
+freed; in these small fresh processes that threshold stays near 2 MB, below the few MB that a
+riemtorch step allocates and frees (saved tensors and backward work tensors of 200 KB each),
+so every step maps that memory anew: about 300 page faults and 1 ms of system time per step,
+against a few dozen for spd_learn (2 cores). A process that has freed a block of 2 MB or more
+(a data pipeline, a larger model), or a heap kept as in the second table, has none.
+
     python benchmarks/layers.py [--threads 2] [--batch 64]
 """
 
@@ -38,6 +47,9 @@ N_IN, N_OUT, CLASSES = 40, 20, 4
 # after its last step and would take cores from the next one
 SETTLE_S = 0.2
 VARIANTS = ("riemtorch, 1 Karcher iteration", "riemtorch, mean to tolerance", "spd_learn")
+# the second table's environment: glibc keeps 64 MiB at the top of its heap instead of
+# returning it to the system (see the module docstring)
+KEPT_HEAP = {"MALLOC_TOP_PAD_": str(64 << 20)}
 
 
 def riemtorch_step(mean_iters, dtype=torch.float64, device="cpu"):
@@ -135,15 +147,17 @@ def worker(variant, threads, size):
         print(json.dumps(timed_round(step, int(line))), flush=True)
 
 
-def alternating_median_ms(threads, size, rounds=5, per_round=10):
-    """Median ms of a training step for each variant, each in its own process: in every round
-    each process runs one untimed and ``per_round`` timed steps in turn, after a pause of
-    ``SETTLE_S`` (the others wait, idle)."""
+def alternating_median_ms(threads, size, env=None, rounds=5, per_round=10):
+    """Median ms of a training step for each variant, each in its own process (with the
+    variables ``env`` added to its environment): in every round each process runs one untimed
+    and ``per_round`` timed steps in turn, after a pause of ``SETTLE_S`` (the others wait,
+    idle)."""
     procs = {}
     for variant in VARIANTS:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant,
                "--threads", str(threads), "--batch", str(size)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, **(env or {})})
         answer = json.loads(proc.stdout.readline() or '{"error": "no answer"}')
         if "error" in answer:
             print(f"{variant} left out: {answer['error']}", file=sys.stderr)
@@ -202,14 +216,15 @@ def main():
         worker(args.worker, args.threads, args.batch)
         return
     setup(args.threads)
-    times = alternating_median_ms(args.threads, args.batch)
-    peer = times.get("spd_learn")
-    rows = [[name, times[name], peer, peer / times[name] if peer else None]
-            for name in VARIANTS[:2]]
-    print_table(f"SPDNet + AIM batch norm training step, batch {args.batch} of {N_IN}x{N_IN}, "
-                "float64, each library in its own process",
-                ["riemtorch variant", "riemtorch ms", "spd_learn ms", "spd_learn / riemtorch"],
-                rows)
+    for heading, env in (("", None), (", glibc heap kept (MALLOC_TOP_PAD_=64 MiB)", KEPT_HEAP)):
+        times = alternating_median_ms(args.threads, args.batch, env)
+        peer = times.get("spd_learn")
+        rows = [[name, times[name], peer, peer / times[name] if peer else None]
+                for name in VARIANTS[:2]]
+        print_table(f"SPDNet + AIM batch norm training step, batch {args.batch} of "
+                    f"{N_IN}x{N_IN}, float64, each library in its own process{heading}",
+                    ["riemtorch variant", "riemtorch ms", "spd_learn ms",
+                     "spd_learn / riemtorch"], rows)
     error = mean_accuracy(args.batch)
     print_table("Batch mean: affine-invariant distance to the Karcher mean (to 1e-12)",
                 ["variant", "distance"], [[name, d] for name, d in error.items()])
