@@ -80,3 +80,15 @@ def test_torch_operations_inside_match_the_calling_thread_bitwise():
     for part, (lam, u) in zip(parts, results):
         ref_lam, ref_u = torch.linalg.eigh(part)
         assert torch.equal(lam, ref_lam) and torch.equal(u, ref_u)
+
+
+def test_the_runtime_is_torchs_own_and_names_are_recognised():
+    import os
+
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+    candidates = openmp._loaded_candidates()
+    own = [p for p in candidates if os.path.realpath(p).startswith(torch_dir)]
+    assert candidates and (own == candidates or len(candidates) == 1)
+    names = {"libgomp.so.1": True, "libgomp-a34b3233.so.1": True, "libiomp5.so": True,
+             "libomp.dylib": True, "libomptarget.so": False, "libgompx.so": False}
+    assert {name: bool(openmp._NAME.match(name)) for name in names} == names

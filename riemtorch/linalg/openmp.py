@@ -24,6 +24,7 @@ and callers use a thread pool of their own.
 import ctypes
 import itertools
 import os
+import re
 import threading
 from typing import Optional
 
@@ -31,7 +32,8 @@ import torch
 
 from riemtorch import config
 
-_NAMES = ("libgomp", "libiomp5", "libomp")
+# GNU, Intel and LLVM OpenMP, as shipped (e.g. libgomp.so.1, libgomp-a34b3233.so.1, libomp.dylib)
+_NAME = re.compile(r"lib(gomp|iomp5|omp)(-[0-9a-f]+)?\.(so|dylib)")
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _JOBS: dict = {}
 _KEYS = itertools.count(1)  # 0 would reach the callback as NULL
@@ -47,8 +49,8 @@ def _loaded_candidates() -> list:
                      if len(fields) > 5 and fields[5].startswith("/")}
     except OSError:
         return []
-    found = sorted(p for p in paths if os.path.basename(p).startswith(_NAMES))
-    torch_dir = os.path.dirname(os.path.realpath(torch.__file__))
+    found = sorted(p for p in paths if _NAME.match(os.path.basename(p)))
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
     own = [p for p in found if os.path.realpath(p).startswith(torch_dir)]
     return own or (found if len(found) == 1 else [])
 
