@@ -120,6 +120,24 @@ def test_bimap_is_congruence_by_an_orthonormal_weight(n_in, n_out):
         layer(spd(n=n_in + 1))
 
 
+def test_bimap_keeps_no_copy_of_its_input_for_the_backward_pass():
+    """Autograd keeps the input itself, the weight and ``X W``: no transposed copy of ``X``
+    (written as ``W^T X W`` it kept copies of ``X^T`` and ``W^T X``, which each training step
+    allocates anew). The gradient of an asymmetric input is still that of ``sym(W^T X W)``."""
+    x = spd(6, n=8, cond=10.0).requires_grad_()
+    w = torch.linalg.qr(torch.randn(8, 3, dtype=F64, generator=torch.Generator().manual_seed(2)))[0]
+    w.requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        F.bimap(x, w)
+    inputs = {x.untyped_storage().data_ptr(), w.untyped_storage().data_ptr()}
+    new = [t for t in saved if t.untyped_storage().data_ptr() not in inputs]
+    xw_bytes = 6 * 8 * 3 * x.element_size()
+    assert sum(t.untyped_storage().nbytes() for t in new) <= xw_bytes
+    a = torch.randn(2, 8, 8, dtype=F64, generator=torch.Generator().manual_seed(3))
+    assert torch.autograd.gradcheck(F.bimap, (a.requires_grad_(), w))
+
+
 @pytest.mark.parametrize("layer", [riemtorch.nn.ReEig(), riemtorch.nn.LogEig(),
                                    riemtorch.nn.ExpEig(), riemtorch.nn.PowEig(0.5)])
 def test_eig_layers_reject_non_square_and_non_float_input(layer):

@@ -101,7 +101,7 @@ class _Log(SpectralFunction):
             return self.divided_difference(*_outer(lam))
         # the same values in fewer work tensors, updated in place (backward passes call this)
         gap, den, tie, inv_lo = _log_gaps(lam)
-        return torch.where(tie, inv_lo, gap.div_(den))
+        return torch.where(tie, inv_lo, gap.div_(den), out=gap)
 
 
 class _Exp(SpectralFunction):
@@ -206,19 +206,21 @@ def log_and_power_loewner(lam: torch.Tensor, p, powered: torch.Tensor):
     at most one times the larger power (no overflow while the powers are finite). Ties take
     the derivatives ``1 / lam`` and ``p lam^p / lam``. Two transcendental functions per pair
     where the separate :meth:`_Log.loewner` and :meth:`Power.loewner` take four, and work
-    tensors reused in place (this runs once per step of the affine-invariant batch norm), so
-    not differentiable: for backward passes and solvers.
+    tensors reused in place (this runs once per step of the affine-invariant batch norm: four
+    work tensors of the pairs' size, where every step taking a new one took seven), so not
+    differentiable: for backward passes and solvers.
     """
     gap, den, tie, inv_lo = _log_gaps(lam)
-    d_log = torch.where(tie, inv_lo, torch.div(gap, den))
-    top = torch.maximum(*_outer(powered))
+    d_log = torch.div(gap, den)
+    torch.where(tie, inv_lo, d_log, out=d_log)
     if isinstance(p, torch.Tensor):
         shrink, sign = -p.abs(), -p.sign()
     else:
         shrink, sign = -abs(p), -float((p > 0) - (p < 0))
-    d_power = gap.mul_(shrink).expm1_().mul_(top).div_(den).mul_(sign)
-    d_power = torch.where(tie, top.mul_(inv_lo).mul_(p), d_power)
-    return d_log, d_power
+    d_power = gap.mul_(shrink).expm1_().div_(den)
+    top = torch.maximum(*_outer(powered), out=den)  # d is no longer needed
+    d_power.mul_(top).mul_(sign)
+    return d_log, torch.where(tie, top.mul_(inv_lo).mul_(p), d_power, out=d_power)
 
 
 SQRT = _Sqrt()

@@ -33,7 +33,13 @@ def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     n_in = x.shape[-1]
     if weight.shape[-2] != n_in:
         x = pad_identity(x, weight.shape[-2])
-    return linalg.sym(weight.transpose(-1, -2) @ x @ weight)
+    # (X W)^T W: one product over the folded batch, then a batched one with the weight
+    # broadcast; sym((X W)^T W) = sym(W^T X W) for any X. Nothing is copied, and autograd
+    # keeps only X W (W^T X W as written keeps copies of X^T and of W^T X, 2 MB for 64
+    # matrices of 40 x 40, which a training step allocates anew each time)
+    xw = x @ weight
+    shared = weight.expand(*xw.shape[:-2], *weight.shape)
+    return linalg.sym(torch.matmul(xw.transpose(-1, -2), shared))
 
 
 def pad_identity(x: torch.Tensor, n: int) -> torch.Tensor:
