@@ -17,19 +17,18 @@ pytestmark = pytest.mark.skipif(not openmp.available(),
 def test_calls_run_once_each_in_parallel_inside_a_region_with_results_in_order():
     lib = openmp._runtime()
     seen = []
+    meet = threading.Barrier(2, timeout=30)  # broken unless two calls run at the same time
 
     def call(k):
         seen.append((k, threading.get_ident(), lib.omp_in_parallel()))
-        time.sleep(0.05)  # releases the GIL: the other thread takes the next call meanwhile
+        if k < 2:
+            meet.wait()
         return 10 * k
 
-    start = time.perf_counter()
     assert openmp.run([lambda k=k: call(k) for k in range(4)]) == [0, 10, 20, 30]
-    elapsed = time.perf_counter() - start
     assert sorted(k for k, _, _ in seen) == [0, 1, 2, 3]
     assert len({ident for _, ident, _ in seen}) >= 2
     assert all(in_region == 1 for _, _, in_region in seen)
-    assert elapsed < 0.15  # four sleeps of 0.05 s take 0.2 s on one thread
 
 
 def test_autograd_is_off_inside_and_left_as_it_was_outside():
