@@ -34,7 +34,7 @@ The backward pass, for an upstream gradient ``G_i`` of ``Y_i`` (symmetrised): th
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.symmetric import sym, sym_out_of_place
+from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.eigenbases import EigenBases
 
@@ -60,9 +60,11 @@ class _AIMNormalize(torch.autograd.Function):
             var = loglam.square().sum(-1).mean(0)
         t = scale / (var + eps).sqrt() if normalize else torch.ones_like(var)
         powered = (t.unsqueeze(-1) * loglam).exp()
-        # Y_i = R U_i diag(powered_i) U_i^T R = V_i^T diag(powered_i) V_i with V_i = U_i^T R
+        # Y_i = R U_i diag(powered_i) U_i^T R = V_i^T diag(powered_i) V_i with V_i = U_i^T R,
+        # symmetrised as H + H^T with H = V_i^T diag(powered_i / 2) V_i (the halving is exact)
         v_bias = u.transpose(-1, -2) @ bias_root
-        y = sym_out_of_place((v_bias.transpose(-1, -2) * powered.unsqueeze(-2)) @ v_bias)
+        half = (v_bias.transpose(-1, -2) * (0.5 * powered).unsqueeze(-2)) @ v_bias
+        y = torch.add(half, half.transpose(-1, -2))
         ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u, v_bias)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
         ctx.input_dtype, ctx.residual = input_dtype, residual
@@ -82,6 +84,7 @@ class _AIMNormalize(torch.autograd.Function):
             # dL/dR = S + S^T with S = sum_i Z_i R G_i = sum_i U_i diag(powered_i) V_i G_i
             s = (u @ ((powered.unsqueeze(-1) * v_bias) @ grad_y)).sum(0)
             grad_bias_root = s + s.transpose(-1, -2)
+        del grad_y  # work tensors of the batch's size go as soon as they are used
         grad_scale = None
         if ctx.batch_stats:  # the implicit solve needs the divided differences of log too
             dlog, d_power = spectral.log_and_power_loewner(lam, t[..., None, None], powered)
@@ -95,6 +98,7 @@ class _AIMNormalize(torch.autograd.Function):
                 grad_var = -0.5 * t * grad_t / (var + ctx.eps)
                 extra = (2.0 / lam.shape[0]) * grad_var.unsqueeze(-1) * loglam / lam
                 _diagonal(inner).add_(extra)
+        del rotated
         if ctx.batch_stats:
             # C = sum_i (dL/dW_i) W_i, then dL/dP and dL/dM through P = M^-1/2.
             c = bases.combine(inner * lam.unsqueeze(-2))

@@ -104,7 +104,7 @@ class _Bases:
         self._by_sample = transposed.mT
         self._rows = transposed.flatten(-3, -2)
         self._wide = self._rows.mT
-        self._work = None
+        self._work = [None, None]
 
     def rotate(self, d):
         return (self._frames(d) @ self._by_sample).movedim(-3, 0)
@@ -140,18 +140,17 @@ class _Bases:
             out = out + self._wide[..., main:] @ stacked[..., main:, :]
         return out
 
-    def _buffers(self):
-        """Two work tensors of the samples' size, allocated on first use and reused: iterative
-        solvers call the products many times, and a fresh large tensor costs page faults."""
-        if self._work is None:
-            count, n = self._shape
-            self._work = (torch.empty_like(self._rows),
-                          torch.empty_like(self._rows).unflatten(-2, (count, n)))
-        return self._work
+    def _buffer(self, k: int) -> torch.Tensor:
+        """Work tensor ``k`` (0 or 1) of the stacked rows' shape, allocated on first use and
+        reused: iterative solvers call the products many times, and a fresh large tensor costs
+        page faults."""
+        if self._work[k] is None:
+            self._work[k] = torch.empty_like(self._rows)
+        return self._work[k]
 
     def hadamard_sandwich(self, kernel, d):
         count, n = self._shape
-        left, middle = self._buffers()
+        left, middle = self._buffer(0), self._buffer(1).unflatten(-2, (count, n))
         torch.matmul(self._rows, d, out=left)
         torch.matmul(left.unflatten(-2, (count, n)), self._by_sample, out=middle)
         middle.mul_(kernel.movedim(0, -3))
@@ -160,5 +159,5 @@ class _Bases:
 
     def combine_diagonal(self, s):
         scaled = torch.mul(self._rows, s.movedim(0, -2).flatten(-2).unsqueeze(-1),
-                           out=self._buffers()[0])
+                           out=self._buffer(0))
         return self._sum_over_samples(scaled)
