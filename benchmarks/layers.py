@@ -19,11 +19,13 @@ slow drifts of the machine reach all of them alike.
 A second table repeats the timing with glibc told to keep 64 MiB at the top of its heap
 (``MALLOC_TOP_PAD_``, in every process). By default glibc returns the freed top of its heap to
 the system once it passes a threshold that grows with the largest block the process has
-freed; in these small fresh processes that threshold stays near 2 MB, below the few MB that a
-riemtorch step allocates and frees (saved tensors and backward work tensors of 200 KB each),
-so every step maps that memory anew: about 300 page faults and 1 ms of system time per step,
-against a few dozen for spd_learn (2 cores). A process that has freed a block of 2 MB or more
-(a data pipeline, a larger model), or a heap kept as in the second table, has none.
+freed; in these small fresh processes that threshold stays near the 2 MB that a riemtorch
+step allocates and frees (saved tensors and backward work tensors of 200 KB each). Where the
+step's memory passes it, every step maps that memory anew: about 300 page faults and 1 ms of
+system time per step (2 cores), against a few dozen for spd_learn. Whether a process does
+depends on what it allocated before (in 8 fresh processes, 2 did). A process that has freed
+a block of 2 MB or more (a data pipeline, a larger model), or a heap kept as in the second
+table, has none.
 
     python benchmarks/layers.py [--threads 2] [--batch 64]
 """
