@@ -24,8 +24,9 @@ docstring refers here.
   the sample slices of the iterative means are shared out over ``torch.get_num_threads()``
   threads; the parts run in a parallel region of torch's own OpenMP runtime, whose threads
   are awake between torch's parallel operators anyway (:mod:`riemtorch.linalg.openmp`). Set
-  the switch to ``False`` to run them on a pool of Python threads instead (the fallback where
-  no OpenMP runtime is found). Results are the same either way.
+  the switch to ``False`` (or the environment variable ``RIEMTORCH_OPENMP_THREADS=0`` before
+  import) to run them on a pool of Python threads instead (the fallback where no OpenMP
+  runtime is found). Results are the same either way.
 * **Eigenvalue floor for functions that need positive eigenvalues** (log, square root, inverse
   square root, negative powers): eigenvalues are clamped from below at
   ``eigenvalue_floor(dtype) * max(|eigenvalue|)`` of the same matrix, where ``dtype`` is the
@@ -97,10 +98,11 @@ import torch
 __all__ = ["validate", "eigh_in_float64", "cuda_eigh_on_host", "openmp_threads", "override",
            "validating", "eigenvalue_floor", "symmetry_tolerance"]
 
-validate: bool = os.environ.get("RIEMTORCH_VALIDATE", "1") not in ("0", "false", "False", "")
+_OFF = ("0", "false", "False", "")
+validate: bool = os.environ.get("RIEMTORCH_VALIDATE", "1") not in _OFF
 eigh_in_float64: bool = True
 cuda_eigh_on_host: bool = True
-openmp_threads: bool = True
+openmp_threads: bool = os.environ.get("RIEMTORCH_OPENMP_THREADS", "1") not in _OFF
 
 _SWITCHES = ("validate", "eigh_in_float64", "cuda_eigh_on_host", "openmp_threads")
 

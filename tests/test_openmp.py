@@ -91,3 +91,17 @@ def test_the_runtime_is_torchs_own_and_names_are_recognised():
     names = {"libgomp.so.1": True, "libgomp-a34b3233.so.1": True, "libiomp5.so": True,
              "libomp.dylib": True, "libomptarget.so": False, "libgompx.so": False}
     assert {name: bool(openmp._NAME.match(name)) for name in names} == names
+
+
+def test_the_environment_variable_turns_it_off_at_import():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import riemtorch; from riemtorch.linalg import openmp; "
+            "print(riemtorch.config.openmp_threads, openmp.available())")
+    for value, expected in (("0", "False False"), ("1", "True True")):
+        env = {**os.environ, "RIEMTORCH_OPENMP_THREADS": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        assert out.stdout.split() == expected.split()
