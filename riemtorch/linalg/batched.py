@@ -93,31 +93,30 @@ def _concatenate(results, batch):
     return tuple(_concatenate([r[i] for r in results], batch) for i in range(len(first)))
 
 
-def _split(tensors, min_work: Optional[int], flatten: bool = True):
+def _split(tensors, min_work: Optional[int]):
     """``(chunks, batch, n)`` for :func:`map_batch_chunks`: the flattened, broadcast inputs cut
     into tuples of contiguous chunks, one per thread, the broadcast batch shape and the matrix
-    size; ``None`` where the batch stays whole. Without ``flatten`` the inputs are cut along
-    their first dimension only (all of the same size there)."""
+    size; ``None`` where the batch stays whole."""
     threads = torch.get_num_threads()
     if threads < 2:
         return None
-    if min_work is None:
-        min_work = TEAM_MIN_WORK if openmp.available() else POOL_MIN_WORK
     if len(tensors) == 1:  # the common case, without the broadcast bookkeeping
         batch, n = tensors[0].shape[:-2], tensors[0].shape[-1]
     else:
         batch = torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
         n = max(t.shape[-1] for t in tensors)
     count = batch.numel()
-    splittable = count if flatten else (batch[0] if batch else 1)
-    parts = min(threads, count * n ** 3 // min_work, splittable)
+    work = count * n ** 3
+    if min_work is None:
+        if work < 2 * TEAM_MIN_WORK:  # whole on either kind of thread: no runtime lookup
+            return None
+        min_work = TEAM_MIN_WORK if openmp.available() else POOL_MIN_WORK
+    parts = min(threads, work // min_work, count)
     if parts < 2:
         return None
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if needs_grad or any(t.device.type != "cpu" for t in tensors):
         return None
-    if not flatten:
-        return list(zip(*(t.tensor_split(parts) for t in tensors))), batch, n
     flat = [t.expand(*batch, *t.shape[-2:]).reshape(count, *t.shape[-2:]) for t in tensors]
     return list(zip(*(f.tensor_split(parts) for f in flat))), batch, n
 

@@ -69,6 +69,8 @@ def _open(path: str):
 
 
 def _runtime():
+    if _RUNTIME["searched"]:
+        return _RUNTIME["lib"]
     with _LOCK:
         if not _RUNTIME["searched"]:
             lib = None
