@@ -443,50 +443,96 @@ def test_means_of_inputs_shared_by_channels(monkeypatch, slices, mean, shared):
 
 @pytest.fixture
 def chord_attempts(monkeypatch):
-    """Whether each chord refinement of the Bures-Wasserstein roots succeeded, in order."""
+    """Whether each chord refinement of the Bures-Wasserstein roots (one call per slice)
+    succeeded, in order."""
     from riemtorch.manifolds.spd import bw_barycenter
 
     attempts = []
-    chord = bw_barycenter._chord_sqrt
+    chord = bw_barycenter._chord_steps
 
     def recording(*args, **kwargs):
-        rt, ok = chord(*args, **kwargs)
+        ok, size = chord(*args, **kwargs)
         attempts.append(ok)
-        return rt, ok
+        return ok, size
 
-    monkeypatch.setattr(bw_barycenter, "_chord_sqrt", recording)
+    monkeypatch.setattr(bw_barycenter, "_chord_steps", recording)
     return attempts
 
 
-def test_barycenter_refines_roots_only_after_small_moves(monkeypatch, chord_attempts):
-    """After the large first move from the arithmetic mean the stored roots are recomputed
-    without a chord attempt (it would fail); once the iterate settles, every chord attempt
-    succeeds, and the result is the barycenter (pyRiemann-free check: its optimality)."""
+@pytest.fixture
+def decompositions(monkeypatch):
+    """The number of batched ``eigh`` calls of the Bures-Wasserstein barycenter (a list of one
+    count, so that tests can reset it)."""
+    count = [0]
+    eigh = SampleChunks.eigh
+
+    def counting(self, fn, like):
+        count[0] += 1
+        return eigh(self, fn, like)
+
+    monkeypatch.setattr(SampleChunks, "eigh", counting)
+    return count
+
+
+def start_at_the_arithmetic_mean(monkeypatch):
     from riemtorch.manifolds.spd import bw_barycenter
 
-    attempts = chord_attempts
+    monkeypatch.setattr(bw_barycenter, "second_order_start",
+                        lambda xs, w, chunks: (w * xs).sum(0))
+
+
+def test_barycenter_decomposes_once_from_the_second_order_start(monkeypatch, chord_attempts,
+                                                                decompositions):
+    """From the second-order start one ``eigh`` serves the whole iteration: every later
+    iteration refines the stored roots by chord steps. From the arithmetic mean the first move
+    is too large for them, and the roots are decomposed a second time. Both give the
+    barycenter (pyRiemann-free check: its optimality)."""
     bw = riemtorch.SPDBuresWasserstein()
-    x = wishart(200, 10, 100, 3)
+    x = wishart(200, 10, 30, 3)
     mean = bw.frechet_mean(x, tol=1e-10)
-    assert attempts and all(attempts)
+    assert decompositions[0] == 1
+    assert len(chord_attempts) >= 2 and all(chord_attempts)
     grad = bw.logmap(mean.expand_as(x), x).mean(0)
     assert float(torch.linalg.matrix_norm(grad)) <= 1e-9
-    monkeypatch.setattr(bw_barycenter, "REFRESH_CHANGE", float("inf"))
-    attempts.clear()
+    start_at_the_arithmetic_mean(monkeypatch)
+    decompositions[0] = 0
     torch.testing.assert_close(bw.frechet_mean(x, tol=1e-10), mean, rtol=1e-9, atol=0)
-    assert not all(attempts)  # without the rule the first attempt is wasted
+    assert decompositions[0] == 2
+
+
+def test_second_order_start_is_near_the_barycenter_or_the_mean():
+    """Two channels: on Wishart samples the start is twentyfold nearer the barycenter than the
+    arithmetic mean; on a heavy-tailed spread, where the second-order correction would take it
+    below a quarter of the mean, the start is that channel's mean itself (commuting samples
+    there: the barycenter is (mean of the roots)^2)."""
+    from riemtorch.manifolds.spd.bw_barycenter import second_order_start
+    from riemtorch.manifolds.spd.common import weighted_sum
+
+    bw = riemtorch.SPDBuresWasserstein()
+    eye = torch.eye(3, dtype=F64)
+    heavy = torch.cat([0.1 * eye.expand(270, 3, 3), 9.1 * eye.expand(30, 3, 3)])
+    x = torch.stack([wishart(300, 3, 10, 4), heavy], 1)
+    w = torch.full((300, 1, 1, 1), 1 / 300, dtype=F64)
+    star = bw.frechet_mean(x, tol=1e-13)
+    start = second_order_start(x, w, SampleChunks(300))
+    mean = weighted_sum(w, x)
+    assert relative(start[0], star[0]) < relative(mean[0], star[0]) / 20
+    torch.testing.assert_close(start[1], mean[1], rtol=0, atol=0)
+    torch.testing.assert_close(star[1], heavy.sqrt().mean(0).square(), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("refresh", ["rule", "chord first"])
 def test_barycenter_over_parallel_slices_matches_the_whole_batch(monkeypatch, refresh,
                                                                 chord_attempts):
     """The Bures-Wasserstein barycenter with the samples cut into three slices, each on its own
-    thread, against the whole batch; "chord first" makes every iteration try the chord
-    refinement first, so that failed attempts fall back to decomposing the rotated slices."""
+    thread, against the whole batch; "chord first" starts at the arithmetic mean and makes
+    every iteration try the chord refinement first, so that failed attempts fall back to
+    decomposing the rotated slices."""
     from riemtorch.manifolds.spd import bw_barycenter
 
     if refresh == "chord first":
         monkeypatch.setattr(bw_barycenter, "REFRESH_CHANGE", float("inf"))
+        start_at_the_arithmetic_mean(monkeypatch)
     attempts = chord_attempts
     bw = riemtorch.SPDBuresWasserstein()
     x = wishart(90, 7, 30, 8)
