@@ -47,6 +47,7 @@ import torch
 
 from riemtorch.linalg.batched import SampleChunks, eigh, eigvalsh
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
+from riemtorch.linalg.padding import pad_identity, pad_ones, product_size
 from riemtorch.linalg.symmetric import sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -158,6 +159,9 @@ class _Roots:
 
     def __init__(self, xs, w, chunks):
         self.xs, self.w, self.chunks = xs, w, chunks
+        self.n = xs.shape[-1]
+        self.size = product_size(self.n, xs.device)
+        self.padded = pad_identity(xs, self.size)
         self.bases = self.ct = None
 
     def forget(self) -> None:
@@ -174,9 +178,10 @@ class _Roots:
             return self._store(lam, u)
         if self.ct is None:
             self.ct = self.offset.new_empty(self.offset.shape)
+        factor_t = pad_identity(factor_t, self.size)
 
         def on_slice(k, s):
-            self.ct[s] = self.bases.part(k).to_bases(self.xs[s], factor_t)
+            self.ct[s] = self.bases.part(k).to_bases(self.padded[s], factor_t)
             return self._refine_slice(k, s, lambda first: max(floor, ratio * first))
 
         return self._finish(self.chunks.run(on_slice))
@@ -199,20 +204,25 @@ class _Roots:
         return self.bases.part(k).combine(self.w[s] * self.offset[s]), bound
 
     def _finish(self, results) -> torch.Tensor:
+        n = self.n
         if any(q is None for q, _ in results):
             # C_i = U_i Ct_i U_i^T: decompose the rotated matrices already at hand
-            lam, v = self.chunks.eigh(lambda k, s: self.ct[s], self.ct)
-            u = self.chunks.gather(lambda k, s: self.bases.u[s] @ v[s], v)
+            lam, v = self.chunks.eigh(lambda k, s: self.ct[s][..., :n, :n], self.xs)
+            u = self.chunks.gather(lambda k, s: self.bases.u[s][..., :n, :n] @ v[s], v)
             return self._store(lam, u)
         self.fresh = False
-        return sum((q for q, _ in results), self.diagonal_sum)
+        return sum((q[..., :n, :n] for q, _ in results), self.diagonal_sum)
 
     def _store(self, lam, u) -> torch.Tensor:
+        """Stores the eigenvalues ``lam`` and eigenvectors ``u`` of the ``C_i`` (unpadded)
+        and returns ``Q`` from them."""
+        lam, u = pad_ones(lam, self.size), pad_identity(u, self.size)
         self.sig = lam.clamp_min(torch.finfo(lam.dtype).tiny).sqrt()
         self.bases = EigenBases(u, self.chunks)
         self.offset = u.new_zeros(u.shape)
         self.fresh = True
-        self.diagonal_sum = self.bases.combine_diagonal(self.w.squeeze(-1) * self.sig)
+        q = self.bases.combine_diagonal(self.w.squeeze(-1) * self.sig)
+        self.diagonal_sum = q[..., :self.n, :self.n]
         return self.diagonal_sum
 
 
