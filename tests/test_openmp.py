@@ -31,6 +31,24 @@ def test_calls_run_once_each_in_parallel_inside_a_region_with_results_in_order()
     assert all(in_region == 1 for _, _, in_region in seen)
 
 
+def test_the_threads_python_states_last_from_one_region_to_the_next():
+    """A thread-local value set in one region is seen in the next by the same OpenMP thread:
+    its Python thread state was kept, not created and destroyed with every region."""
+    local = threading.local()
+    meet = threading.Barrier(2, timeout=30)  # both threads of the team take a call
+
+    def call():
+        meet.wait()
+        seen = getattr(local, "ident", None)
+        local.ident = threading.get_ident()
+        return seen, local.ident
+
+    first = openmp.run([call, call])
+    second = openmp.run([call, call])
+    assert len({ident for _, ident in first}) == 2
+    assert {seen for seen, _ in second} == {ident for _, ident in first}
+
+
 def test_autograd_is_off_inside_and_left_as_it_was_outside():
     x = torch.ones(3, requires_grad=True)
     modes = openmp.run([torch.is_grad_enabled, lambda: (2 * x).requires_grad])

@@ -17,7 +17,7 @@ thread takes chunks too.
 
 It only splits without autograd (inside custom ``autograd.Function`` passes, or when no input
 requires grad), on CPU, and when every thread gets enough work (``min_work``, counted as the
-sum of ``n^3`` over its matrices). On OpenMP threads a region costs about 40 microseconds and
+sum of ``n^3`` over its matrices). On OpenMP threads a region costs about 30 microseconds and
 a 20 x 20 ``eigh`` about 17, so the default is ``2^16`` (9 matrices of 20 x 20, 128 of 8 x 8
 per thread; 2 cores, right after a batched product: 16 ``eigh`` of 20 x 20 in 0.23 ms split
 against 0.27 ms whole, 64 in 0.78 against 1.24). On the pool it is ``2^19`` (66 matrices of
@@ -184,7 +184,7 @@ class SampleChunks:
     each slice single-threaded (decomposition, products with the eigenbases, partial sums);
     only the small shared ``n x n`` matrices meet on the calling thread. Inside :meth:`serial`
     torch's own thread count is 1, so those shared steps run on the calling thread alone. The
-    slices run on torch's OpenMP threads (a parallel region per step, about 40 microseconds)
+    slices run on torch's OpenMP threads (a parallel region per step, about 30 microseconds)
     or, without them, on the pool. On 2 cores the Karcher mean of 1000 matrices of 22 x 22
     took 36-41 ms that way against 42-46 ms with the work split operator by operator, the
     Bures-Wasserstein barycenter of 500 of them 28-31 against 35, and an SPDNet training step
