@@ -163,8 +163,7 @@ class _Roots:
         self.xs, self.w, self.chunks = xs, w, chunks
         self.n = xs.shape[-1]
         self.size = product_size(self.n, xs.device)
-        self.padded = pad_identity(xs, self.size)
-        self.bases = self.ct = None
+        self.bases = self.ct = self.padded = None
 
     def forget(self) -> None:
         """Decompose afresh at the next :meth:`weighted_sum`."""
@@ -178,8 +177,9 @@ class _Roots:
             lam, u = self.chunks.eigh(
                 lambda k, s: common.congruence_shared(factor_t, self.xs[s]), self.xs)
             return self._store(lam, u)
-        if self.ct is None:
+        if self.ct is None:  # the first refinement: work tensors and padded samples
             self.ct = self.offset.new_empty(self.offset.shape)
+            self.padded = pad_identity(self.xs, self.size)
         factor_t = pad_identity(factor_t, self.size)
 
         def on_slice(k, s):
@@ -324,7 +324,7 @@ def _iterate(xs, w, tol, max_iter, method, chunks):
     # and diag(3.16e-3, 1): it returned their arithmetic mean, 8 % off, at the cap). Before
     # that, an iteration refines them only ``ROOT_RATIO`` times below the move of its iterate.
     floor = 1e3 * torch.finfo(xs.dtype).eps
-    roots = _Roots(xs, w, chunks) if method == "eigh" else None
+    roots = _Roots(xs, w, chunks)
     anderson = Anderson()
     previous = s_previous = None
     for iteration in range(max_iter):
