@@ -15,8 +15,9 @@ chord-Newton steps ``R <- R + L[C_i - R^2]``, where ``L`` solves the Lyapunov eq
 a step is one batched product and an entrywise division instead of an ``eigh``. Each step
 reduces the error by about the relative distance between the stored and the current root
 (about 1e-3 from the start on Wishart samples). An iteration refines only until its residual
-is ``ROOT_RATIO`` times its first one, far below the next move of the iterate; the roots of
-the final iterate are taken to the rounding floor and one step beyond. A first residual above
+is ``ROOT_RATIO`` times its first one over the condition number of ``C_i``, far below the next
+move of the iterate; the roots of the final iterate are taken to the rounding floor and one
+step beyond. A first residual above
 ``CHORD_LIMIT`` or a step that gains less than tenfold triggers a fresh ``eigh``, and an
 iterate that moved by more than ``REFRESH_CHANGE`` (relative) decomposes at once, without the
 chord attempt. The products run on the samples and bases padded as ``diag(X_i, I)`` to a
@@ -66,10 +67,13 @@ NEWTON_SCHULZ_ITERATIONS = 30
 # residual is about that change (within a factor two on Wishart and random samples).
 CHORD_LIMIT = 1e-2
 REFRESH_CHANGE = CHORD_LIMIT
-# an iteration refines its roots until their residual is this many times its first one: the
+# An iteration refines its roots until their residual is this many times its first one,
+# divided by the condition number of C_i: the residual is relative to ||C_i||, and the relative
+# error of a root's smallest eigenvalue is about that residual times the condition number. The
 # root error then stays far below the next move of the iterate (the fixed-point iteration
-# contracts about thirtyfold per step on Wishart samples)
-ROOT_RATIO = 1e-4
+# contracts about thirtyfold per step on Wishart samples). Without that division, samples at
+# condition number 1e8-1e10 kept the criterion hovering near 1e-8 to the iteration cap.
+ROOT_RATIO = 1e-3
 _norm = torch.linalg.matrix_norm
 
 
@@ -171,7 +175,8 @@ class _Roots:
 
     def weighted_sum(self, factor, ratio: float, floor: float) -> torch.Tensor:
         """``Q`` for ``factor``: stored roots refined until their residual is at most
-        ``ratio`` times the first one (and ``floor``), else decomposed afresh."""
+        ``ratio`` times the first one over the condition number of ``C_i`` (and ``floor``),
+        else decomposed afresh."""
         factor_t = factor.transpose(-1, -2)
         if self.bases is None:
             lam, u = self.chunks.eigh(
@@ -184,7 +189,8 @@ class _Roots:
 
         def on_slice(k, s):
             self.ct[s] = self.bases.part(k).to_bases(self.padded[s], factor_t)
-            return self._refine_slice(k, s, lambda first: max(floor, ratio * first))
+            spread = float(self.spread[s].amax())
+            return self._refine_slice(k, s, lambda first: max(floor, ratio * first / spread))
 
         return self._finish(self.chunks.run(on_slice))
 
@@ -218,8 +224,10 @@ class _Roots:
     def _store(self, lam, u) -> torch.Tensor:
         """Stores the eigenvalues ``lam`` and eigenvectors ``u`` of the ``C_i`` (unpadded)
         and returns ``Q`` from them."""
+        lam = lam.clamp_min(torch.finfo(lam.dtype).tiny)
+        self.spread = lam.amax(-1) / lam.amin(-1)  # condition numbers of the C_i
         lam, u = pad_ones(lam, self.size), pad_identity(u, self.size)
-        self.sig = lam.clamp_min(torch.finfo(lam.dtype).tiny).sqrt()
+        self.sig = lam.sqrt()
         self.bases = EigenBases(u, self.chunks)
         self.offset = u.new_zeros(u.shape)
         self.fresh = True
@@ -322,7 +330,7 @@ def _iterate(xs, w, tol, max_iter, method, chunks):
     # ||C||) before the iteration stops, whatever tol: a coarser acceptance lets the small
     # eigen-directions of the roots drift, and the iteration can cycle (tol 1e-5, diag(1e-3, 1)
     # and diag(3.16e-3, 1): it returned their arithmetic mean, 8 % off, at the cap). Before
-    # that, an iteration refines them only ``ROOT_RATIO`` times below the move of its iterate.
+    # that, an iteration refines them only to ``ROOT_RATIO`` (see there).
     floor = 1e3 * torch.finfo(xs.dtype).eps
     roots = _Roots(xs, w, chunks)
     anderson = Anderson()
