@@ -74,6 +74,10 @@ REFRESH_CHANGE = CHORD_LIMIT
 # contracts about thirtyfold per step on Wishart samples). Without that division, samples at
 # condition number 1e8-1e10 kept the criterion hovering near 1e-8 to the iteration cap.
 ROOT_RATIO = 1e-3
+# The final iterate's refined roots are polished (see ``_Roots.polish``) unless their error
+# relative to their smallest eigenvalues is below this fraction of the tolerance: the returned
+# barycenter then owes to them at most that fraction of its error.
+POLISH_BELOW = 1e-2
 _norm = torch.linalg.matrix_norm
 
 
@@ -104,7 +108,7 @@ def fixed_point_map(s, xs, w, method="eigh"):
     return sym(inv_root @ q @ q @ inv_root)
 
 
-def _chord_steps(ct, offset, sig, target_of, min_steps=0, max_steps=4):
+def _chord_steps(ct, offset, sig, n, target_of, min_steps=0, max_steps=4):
     """Chord steps on one slice for matrices ``Ct`` in the eigenbasis of their stored root
     ``diag(sig)``: the current root ``Rt = diag(sig) + E`` is held as its offset ``E``
     (``offset``, refined in place) and a step ``Rt <- Rt + L[Ct - Rt^2]`` solves the stored
@@ -114,8 +118,10 @@ def _chord_steps(ct, offset, sig, target_of, min_steps=0, max_steps=4):
     most ``(2 ||E|| + ||D||) ||D||`` (``E`` before the step). Returns whether the target was
     met and the residual or bound reached; gives up (``False``) when the first residual
     exceeds ``CHORD_LIMIT`` or a step gains less than tenfold. At least
-    ``min_steps`` steps are taken whatever the residual."""
-    scale = _norm(ct)
+    ``min_steps`` steps are taken whatever the residual. Matrices padded as ``diag(C, I)``
+    (:mod:`riemtorch.linalg.padding`) carry ``C`` in their leading ``n x n`` block, the norm
+    that residuals are relative to (the rest of their residual is zero)."""
+    scale = _norm(ct[..., :n, :n])
     shift = sig.unsqueeze(-1) + sig.unsqueeze(-2)
     squares = sig.square()
 
@@ -189,27 +195,33 @@ class _Roots:
 
         def on_slice(k, s):
             self.ct[s] = self.bases.part(k).to_bases(self.padded[s], factor_t)
-            spread = float(self.spread[s].amax())
-            return self._refine_slice(k, s, lambda first: max(floor, ratio * first / spread))
+            return self._refine_slice(k, s, ratio, floor)
 
         return self._finish(self.chunks.run(on_slice))
 
-    def polish(self, floor: float):
+    def polish(self, floor: float, tol: float):
         """``Q`` with the refined roots of the same ``C_i`` taken one chord step further, and
-        on to a residual of at most ``floor``; ``None`` for roots fresh from ``eigh``. The
-        residual is relative to ``||C_i||``: at that floor the small eigen-directions of a
-        root can still be relatively far off (a root eigenvalue ``1e-4`` beside ``1``: ``3e-8``),
-        and a step divides each entry of the residual by its own ``sig_j + sig_k``."""
-        if self.fresh:
+        on to a residual of at most ``floor``, or ``None`` where the roots are fresh from
+        ``eigh`` or already accurate to ``POLISH_BELOW * tol`` relative to their smallest
+        eigenvalues. The residual is relative to ``||C_i||``: at the floor the small
+        eigen-directions of a root can still be relatively far off (a root eigenvalue ``1e-4``
+        beside ``1``: ``3e-8``), and a step divides each entry of the residual by its own
+        ``sig_j + sig_k``."""
+        if self.fresh or self.accuracy <= POLISH_BELOW * tol:
             return None
         return self._finish(self.chunks.run(
-            lambda k, s: self._refine_slice(k, s, lambda first: floor, min_steps=1)))
+            lambda k, s: self._refine_slice(k, s, 0.0, floor, min_steps=1)))
 
-    def _refine_slice(self, k, s, target_of, min_steps=0):
-        ok, bound = _chord_steps(self.ct[s], self.offset[s], self.sig[s], target_of, min_steps)
+    def _refine_slice(self, k, s, ratio, floor, min_steps=0):
+        """Chord steps on slice ``s`` to ``max(floor, ratio * first residual / cond(C_i))``;
+        the slice's part of ``Q`` (``None`` where they failed) and the bound on the roots'
+        error relative to their smallest eigenvalues (residual times condition number)."""
+        spread = float(self.spread[s].amax())
+        ok, bound = _chord_steps(self.ct[s], self.offset[s], self.sig[s], self.n,
+                                 lambda first: max(floor, ratio * first / spread), min_steps)
         if not ok:
             return None, bound
-        return self.bases.part(k).combine(self.w[s] * self.offset[s]), bound
+        return self.bases.part(k).combine(self.w[s] * self.offset[s]), bound * spread
 
     def _finish(self, results) -> torch.Tensor:
         n = self.n
@@ -219,6 +231,7 @@ class _Roots:
             u = self.chunks.gather(lambda k, s: self.bases.u[s][..., :n, :n] @ v[s], v)
             return self._store(lam, u)
         self.fresh = False
+        self.accuracy = max(accuracy for _, accuracy in results)
         return sum((q[..., :n, :n] for q, _ in results), self.diagonal_sum)
 
     def _store(self, lam, u) -> torch.Tensor:
@@ -354,7 +367,7 @@ def _iterate(xs, w, tol, max_iter, method, chunks):
         q = sym(q)
         crit = criterion(q)
         if method == "eigh" and bool(crit.amax() <= tol):
-            polished = roots.polish(floor)
+            polished = roots.polish(floor, tol)
             if polished is not None:
                 q = sym(polished)
                 crit = criterion(q)
