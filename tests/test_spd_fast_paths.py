@@ -344,8 +344,10 @@ def test_thread_split_of_large_matrices_runs_single_threaded_chunks_and_restores
         # single-thread setting they started under)
         seen.clear()
         main = []
+        meet = threading.Barrier(2, timeout=30)  # one chunk on each thread
 
         def record_main(a):
+            meet.wait()
             if threading.current_thread() is threading.main_thread():
                 main.append(torch.get_num_threads())
             return torch.linalg.eigh(a)
