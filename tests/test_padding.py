@@ -9,6 +9,7 @@ from riemtorch.linalg.padding import pad_identity, pad_ones, product_size
 F64 = torch.float64
 
 
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="sizes measured with MKL")
 def test_product_sizes():
     cpu = torch.device("cpu")
     padded = {n: product_size(n, cpu) for n in range(1, 60)}
@@ -19,6 +20,11 @@ def test_product_sizes():
     assert all(padded[n] == n for n in unchanged)
     assert all(padded[n] >= n for n in padded)
     assert product_size(22, torch.device("meta")) == 22
+
+
+def test_no_padding_without_mkl(monkeypatch):
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
+    assert product_size(22, torch.device("cpu")) == 22
 
 
 @pytest.mark.parametrize("column_major", [False, True])
@@ -55,6 +61,7 @@ def test_bures_wasserstein_barycenter_is_the_same_padded(monkeypatch, n, channel
         x = x.unsqueeze(1)
         w = torch.rand(40, channels, 1, 1, dtype=F64, generator=g)
     w = w / w.sum(0)
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: True)
     assert product_size(n, x.device) > n
     padded, converged = bw_barycenter.barycenter_fixed_point(x, w, 1e-12, 50)
     assert converged
