@@ -64,7 +64,7 @@ def test_exp_and_log_match_pyriemann(name, log_ref, exp_ref, n):
     close(m.expmap(x, v), per_pair(lambda a, b: exp_ref(b, a), x, v))
 
 
-@pytest.mark.parametrize("n", [2, 5, 22])
+@pytest.mark.parametrize("n", [2, 5, 22, 47, 64])
 @pytest.mark.parametrize("name, reference", [
     ("SPDAffineInvariant", lambda x, w: prm.mean_riemann(x, tol=1e-13, maxiter=200,
                                                          sample_weight=w)),
