@@ -39,8 +39,11 @@ def product_size(n: int, device: torch.device) -> int:
 
 def pad_identity(x: torch.Tensor, size: int) -> torch.Tensor:
     """``diag(x, I)`` of shape ``(..., size, size)`` for ``x`` ``(..., n, n)`` (``x`` itself when
-    ``size == n``), column-major where ``x`` is (eigenvectors as LAPACK returns them)."""
+    ``size == n``), column-major where ``x`` is (eigenvectors as LAPACK returns them);
+    differentiable."""
     n = x.shape[-1]
+    if size < n:
+        raise ValueError(f"cannot pad {n}x{n} matrices to the smaller size {size}")
     if n == size:
         return x
     out = x.new_zeros(*x.shape[:-2], size, size)

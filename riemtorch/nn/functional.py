@@ -11,6 +11,7 @@ import torch
 from riemtorch import linalg
 from riemtorch.linalg import spectral
 from riemtorch.linalg.checks import check_float_tensor, check_square
+from riemtorch.linalg.padding import pad_identity
 
 
 def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -40,18 +41,6 @@ def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     xw = x @ weight
     shared = weight.expand(*xw.shape[:-2], *weight.shape)
     return linalg.sym(torch.matmul(xw.transpose(-1, -2), shared))
-
-
-def pad_identity(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Embed ``(..., m, m)`` matrices as ``blockdiag(X, I_{n-m})`` of size ``n``."""
-    m = x.shape[-1]
-    if n < m:
-        raise ValueError(f"cannot pad {m}x{m} matrices to the smaller size {n}")
-    out = torch.zeros(*x.shape[:-2], n, n, dtype=x.dtype, device=x.device)
-    out[..., :m, :m] = x
-    idx = torch.arange(m, n, device=x.device)
-    out[..., idx, idx] = 1
-    return out
 
 
 def _spectral_layer(x: torch.Tensor, fn: spectral.SpectralFunction) -> torch.Tensor:
