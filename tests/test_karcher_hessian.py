@@ -33,7 +33,7 @@ def weights(xs, seed, uniform):
 
 
 def hessian_at_start(xs, w):
-    mean = karcher.arithmetic_harmonic_start(xs, w)
+    mean = karcher.arithmetic_harmonic_start(xs, w)[0]
     frame, lam, bases = karcher.whitened_spectrum(xs, mean)
     loglam, grad, _ = karcher.karcher_gradient(lam, bases, w)
     return NewtonHessian(newton_kernel(lam, loglam), bases, w), grad
@@ -73,7 +73,7 @@ def test_exact_product_is_the_weighted_kernel_sandwich():
     xs = spread(7, 4, 8)
     w = weights(xs, 9, uniform=False)
     hessian, _ = hessian_at_start(xs, w)
-    mean = karcher.arithmetic_harmonic_start(xs, w)
+    mean = karcher.arithmetic_harmonic_start(xs, w)[0]
     _, lam, bases = karcher.whitened_spectrum(xs, mean)
     kernel = newton_kernel(lam, lam.log())
     d = random_symmetric((4, 4), 10)
@@ -156,9 +156,8 @@ def test_karcher_mean_of_wishart_samples_takes_one_newton_step(monkeypatch):
     # 1.5e-9); the float32 part of its solve must not cost a second decomposition
     xs = wishart(1000, 22, 100, 1)
     calls = []
-    original = karcher.whitened_spectrum
-    monkeypatch.setattr(karcher, "whitened_spectrum",
-                        lambda *args: calls.append(1) or original(*args))
+    original = karcher._whitened  # every decomposition of the samples
+    monkeypatch.setattr(karcher, "_whitened", lambda *args: calls.append(1) or original(*args))
     counts = counting(monkeypatch)
     mean = riemtorch.SPDAffineInvariant().frechet_mean(xs, tol=1e-8)
     assert len(calls) == 2 and counts["exact"] == 0 and counts["float32"] > 0
@@ -166,3 +165,35 @@ def test_karcher_mean_of_wishart_samples_takes_one_newton_step(monkeypatch):
     w = common.uniform_weights(xs)
     _, lam, bases = karcher.whitened_spectrum(xs, mean)
     assert float(karcher.karcher_gradient(lam, bases, w)[2]) <= 1e-8
+
+
+def test_start_is_the_geometric_mean_of_arithmetic_and_harmonic_with_its_factor():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    xs = spread(9, 5, 21)
+    w = weights(xs, 22, uniform=False)
+    mean, factor, inv_factor = karcher.arithmetic_harmonic_start(xs, w)
+    a = (w * xs).sum(0).numpy()
+    h = torch.linalg.inv((w * torch.linalg.inv(xs)).sum(0)).numpy()
+    root = scipy_linalg.sqrtm(a).real
+    inv_root = torch.linalg.inv(torch.from_numpy(root)).numpy()
+    expected = root @ scipy_linalg.sqrtm(inv_root @ h @ inv_root).real @ root
+    torch.testing.assert_close(mean, torch.from_numpy(expected), rtol=1e-11, atol=1e-11)
+    torch.testing.assert_close(factor @ factor.mT, mean, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(inv_factor @ factor, torch.eye(5, dtype=F64), rtol=0, atol=1e-12)
+
+
+def test_mean_reached_at_the_start_comes_with_its_symmetric_frame():
+    # two commuting samples with equal weights: A # H is their mean, no Newton step is taken,
+    # and the spectra returned are those of M^-1/2 X_i M^-1/2, not of the start's factor
+    xs = torch.stack([torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=F64)),
+                      torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=F64))])
+    q = torch.linalg.qr(torch.randn(3, 3, dtype=F64, generator=torch.Generator().manual_seed(4)))[0]
+    xs = q @ xs @ q.T
+    w = common.uniform_weights(xs)
+    mean, frame, lam, bases, top = karcher.newton_iterations(xs, w, 1e-10, 5)
+    assert top <= 1e-10
+    torch.testing.assert_close(mean, q @ torch.diag(torch.tensor([2.0, 2.0, 1.5], dtype=F64)) @ q.T)
+    torch.testing.assert_close(frame.root, frame.root.mT, rtol=0, atol=1e-14)
+    torch.testing.assert_close(frame.root @ frame.root, mean)
+    whitened = frame.inv_root @ xs @ frame.inv_root
+    torch.testing.assert_close(bases.u @ torch.diag_embed(lam) @ bases.u.mT, whitened)

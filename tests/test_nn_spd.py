@@ -46,6 +46,19 @@ def test_vech_preserves_inner_products_and_inverts():
         F.unvech(torch.zeros(7))
 
 
+def test_vech_entries_and_gradients():
+    a = L.sym(torch.randn(3, 4, 4, dtype=F64))
+    # row by row over the upper triangle, each entry by itself
+    expected = torch.stack([a[..., i, j] * (1.0 if i == j else 2.0 ** 0.5)
+                            for i in range(4) for j in range(i, 4)], -1)
+    assert torch.equal(F.vech(a), expected)
+    torch.testing.assert_close(F.vech(a.float()), expected.float())
+    x = torch.randn(2, 4, 4, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(F.vech, (x,))
+    v = torch.randn(2, 10, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(F.unvech, (v,))
+
+
 def test_reeig_clamps_the_spectrum():
     x = spd(3, n=6, cond=1e4)
     lam, u = torch.linalg.eigh(x)

@@ -148,7 +148,7 @@ def test_karcher_final_step_rate_bounds_the_hessian_and_contracts():
     x = spd((7,), n=3, cond=1e5, seed=13)
     w = torch.rand(7, dtype=F64, generator=torch.Generator().manual_seed(3)) + 0.1
     w = (w / w.sum())[:, None, None]
-    mean = karcher.arithmetic_harmonic_start(x, w)
+    mean = karcher.arithmetic_harmonic_start(x, w)[0]
     _, lam, bases = karcher.whitened_spectrum(x, mean)
     loglam, grad, _ = karcher.karcher_gradient(lam, bases, w)
     hessian = newton_hessian.NewtonHessian(newton_hessian.newton_kernel(lam, loglam), bases, w)

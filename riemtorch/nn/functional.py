@@ -4,6 +4,7 @@ Shapes follow torch: leading dimensions are batch dimensions, the last two are t
 Matrix functions follow the numerical policy of :mod:`riemtorch.config`.
 """
 
+import functools
 import math
 
 import torch
@@ -131,18 +132,25 @@ def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = Fa
     return cov
 
 
+@functools.lru_cache(maxsize=64)
+def _upper_triangle(n: int, dtype: torch.dtype, device: torch.device):
+    """Positions of the upper triangle of ``n x n`` in the flattened matrix (row by row) and
+    the scale ``1`` (diagonal) or ``sqrt(2)`` (off-diagonal) of each, in ``dtype`` (a float32
+    ``sqrt(2)`` would be off by ``2e-8`` in float64); made once per size, dtype and device."""
+    rows, cols = torch.triu_indices(n, n, device=device)
+    scale = torch.full(rows.shape, math.sqrt(2.0), dtype=dtype, device=device)
+    scale[rows == cols] = 1.0
+    return rows * n + cols, scale
+
+
 def vech(x: torch.Tensor) -> torch.Tensor:
     """Upper triangle of symmetric ``(..., n, n)`` as ``(..., n(n+1)/2)`` with off-diagonal
     entries times ``sqrt(2)``, so Euclidean inner products of vectors equal Frobenius inner
     products of matrices."""
     check_float_tensor(x)
     check_square(x, "input")
-    n = x.shape[-1]
-    rows, cols = torch.triu_indices(n, n, device=x.device)
-    # the constant in the input's dtype (a float32 sqrt(2) would be off by 2e-8 in float64)
-    scale = torch.where(rows == cols, torch.ones((), dtype=x.dtype, device=x.device),
-                        torch.full((), math.sqrt(2.0), dtype=x.dtype, device=x.device))
-    return x[..., rows, cols] * scale
+    index, scale = _upper_triangle(x.shape[-1], x.dtype, x.device)
+    return x.flatten(-2).index_select(-1, index) * scale
 
 
 def unvech(v: torch.Tensor) -> torch.Tensor:
@@ -154,10 +162,8 @@ def unvech(v: torch.Tensor) -> torch.Tensor:
     n = int(round((math.sqrt(8 * m + 1) - 1) / 2))
     if n * (n + 1) // 2 != m:
         raise ValueError(f"last dimension {m} is not a triangular number n(n+1)/2")
-    rows, cols = torch.triu_indices(n, n, device=v.device)
-    scale = torch.where(rows == cols, torch.ones((), dtype=v.dtype, device=v.device),
-                        torch.full((), 1 / math.sqrt(2.0), dtype=v.dtype, device=v.device))
-    out = torch.zeros(*v.shape[:-1], n, n, dtype=v.dtype, device=v.device)
-    out[..., rows, cols] = v * scale
-    out[..., cols, rows] = v * scale
-    return out
+    index, scale = _upper_triangle(n, v.dtype, v.device)
+    upper = v.new_zeros(*v.shape[:-1], n * n).index_copy(-1, index, v / scale)
+    upper = upper.unflatten(-1, (n, n))
+    # the diagonal is in both triangles: halve it once
+    return upper + upper.transpose(-1, -2) - torch.diag_embed(upper.diagonal(0, -2, -1))

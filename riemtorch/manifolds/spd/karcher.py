@@ -82,9 +82,14 @@ def whitened_spectrum(xs, mean, chunks=None):
     to ``1e-12`` of the largest).
     """
     frame = symmetric_frame(mean)
+    return (frame, *_whitened(xs, frame.inv_root, chunks))
+
+
+def _whitened(xs, whitening, chunks=None):
+    """Eigenvalues (floored) and :class:`EigenBases` of ``P X_i P^T`` for ``P = whitening``."""
     chunks = chunks or SampleChunks(xs.shape[0])
-    lam, u = chunks.eigh(lambda k, s: common.congruence_shared(frame.inv_root, xs[s]), xs)
-    return frame, floor_eigenvalues(lam, lam.dtype), EigenBases(u, chunks)
+    lam, u = chunks.eigh(lambda k, s: common.congruence_shared(whitening, xs[s]), xs)
+    return floor_eigenvalues(lam, lam.dtype), EigenBases(u, chunks)
 
 
 def _weighted_inverse_sum(xs, w):
@@ -92,20 +97,29 @@ def _weighted_inverse_sum(xs, w):
 
 
 def arithmetic_harmonic_start(xs, w, chunks=None):
-    """Geometric mean ``A # H`` of the weighted arithmetic and harmonic means, ``(..., n, n)``.
+    """Geometric mean ``A # H`` of the weighted arithmetic and harmonic means, ``(..., n, n)``,
+    with a factor ``F`` of it (``A # H = F F^T``) and ``F^-1``.
 
     Exact for two equally weighted commuting samples and a close start in general (about
     ``6e-3`` relative on the Wishart samples of the benchmark, where the log-Euclidean mean is
     ``5e-4`` off but costs a batched ``eigh``); it needs Cholesky factors, no
     eigendecomposition of the samples. The inverses are summed by slices of ``chunks``.
+    ``A = L L^T`` and ``C = L^T H^-1 L = Q diag(c) Q^T`` give ``A # H = L C^-1/2 L^T`` and the
+    factor ``F = L Q diag(c^-1/4)``: the samples whitened by ``F^-1`` are those whitened by
+    ``(A # H)^-1/2`` up to a rotation, which the first Newton step does not see, so it needs
+    no ``eigh`` of the start itself.
     """
     arith = common.weighted_sum(w, xs)
     chunks = chunks or SampleChunks(xs.shape[0])
     inverse_mean = chunks.sum(lambda k, s: _weighted_inverse_sum(xs[s], w[s]))
     chol = common.cholesky(arith)
-    # A # H = L (I # L^-1 H L^-T) L^T, and L^-1 H L^-T = (L^T H^-1 L)^-1.
-    whitened_inverse = sym(chol.transpose(-1, -2) @ inverse_mean @ chol)
-    return common.unwhiten(chol, common.powm(whitened_inverse, -0.5))
+    c, q = eigh(sym(chol.transpose(-1, -2) @ inverse_mean @ chol))
+    quarter = floor_eigenvalues(c, c.dtype).sqrt().sqrt()
+    factor = (chol @ q) / quarter.unsqueeze(-2)
+    # F^-1 = diag(c^1/4) Q^T L^-1, the transpose of L^-T Q diag(c^1/4)
+    inv_factor = torch.linalg.solve_triangular(chol.transpose(-1, -2),
+                                               q * quarter.unsqueeze(-2), upper=True)
+    return sym(factor @ factor.transpose(-1, -2)), factor, inv_factor.transpose(-1, -2)
 
 
 def karcher_gradient(lam, bases, w):
@@ -134,20 +148,25 @@ def _richardson_rate(lam, w):
     return 2.0 / (1.0 + (w[..., 0, 0] * ratio).sum(0))
 
 
-def richardson_step(root, lam, grad, w):
-    """``M^1/2 exp(a F) M^1/2`` with the rate ``a`` of :func:`_richardson_rate`: no solve, one
+def richardson_step(factor, lam, grad, w):
+    """``F exp(a F) F^T`` (``M = F F^T``, the spectra in that frame) with the rate ``a`` of :func:`_richardson_rate`: no solve, one
     exponential of a single matrix. From an estimate with ``||F|| <= tol`` it contracts
     ``||F||`` by at most ``(k - 1) / (k + 1)`` to first order (``0.12`` on the benchmark's
     Wishart samples, where ``||F||`` goes from ``1.5e-9`` to ``1.2e-10``)."""
     rate = _richardson_rate(lam, w)[..., None, None]
-    return sym(root @ common.expm(rate * grad) @ root)
+    return _unwhiten(factor, common.expm(rate * grad))
 
 
-def newton_step(root, lam, loglam, bases, w, grad, nu, atol):
-    """The damped Newton step ``M^1/2 exp(nu H^-1[F]) M^1/2`` from ``M = root^2``, with
-    ``H^-1[F]`` solved by conjugate gradients to the residual ``atol``."""
+def newton_step(factor, lam, loglam, bases, w, grad, nu, atol):
+    """The damped Newton step ``F exp(nu H^-1[F]) F^T`` from ``M = F F^T`` (the spectra and
+    ``F`` in the frame of the factor ``F``), with ``H^-1[F]`` solved by conjugate gradients to
+    the residual ``atol``."""
     step = NewtonHessian(newton_kernel(lam, loglam, bases.chunks), bases, w).solve(grad, atol)
-    return sym(root @ common.expm(nu[..., None, None] * sym(step)) @ root)
+    return _unwhiten(factor, common.expm(nu[..., None, None] * sym(step)))
+
+
+def _unwhiten(factor, a):
+    return sym(factor @ a @ factor.transpose(-1, -2))
 
 
 def _solve_tolerance(crit, tol, last):
@@ -228,24 +247,30 @@ def newton_iterations(xs, w, tol, max_iter, step_past_tolerance=False):
 
 
 def _iterate(xs, w, tol, max_iter, step_past_tolerance, chunks):
-    mean = arithmetic_harmonic_start(xs, w, chunks)
+    mean, factor, inv_factor = arithmetic_harmonic_start(xs, w, chunks)
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
     previous = torch.full_like(nu, float("inf"))
     floor = _RoundingFloor(tol)
+    frame = None  # at the start, the frame of the factor (no eigh of the start)
+    lam, bases = _whitened(xs, inv_factor, chunks)
     for k in range(max_iter + 1):
         if k == max_iter and step_past_tolerance:
             break
-        frame, lam, bases = whitened_spectrum(xs, mean, chunks)
+        if k > 0:
+            frame, lam, bases = whitened_spectrum(xs, mean, chunks)
+            factor = frame.root
         loglam, grad, crit = karcher_gradient(lam, bases, w)
         top = float(crit.amax())
         if k == max_iter or top <= tol or floor.reached(top):
             if not step_past_tolerance:
+                if frame is None:  # callers get the spectra in the symmetric frame
+                    frame, lam, bases = whitened_spectrum(xs, mean, chunks)
                 return mean, frame, lam, bases, top
             residual = 0.0 if top <= tol else top
-            return richardson_step(frame.root, lam, grad, w), None, None, None, residual
+            return richardson_step(factor, lam, grad, w), None, None, None, residual
         nu, previous = _damping(nu, crit, previous), crit
         atol = _solve_tolerance(crit, tol, last=k == max_iter - 1)
-        mean = newton_step(frame.root, lam, loglam, bases, w, grad, nu, atol)
+        mean = newton_step(factor, lam, loglam, bases, w, grad, nu, atol)
     return mean, None, None, None, None
 
 
