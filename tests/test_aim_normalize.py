@@ -6,7 +6,7 @@ import torch
 
 import riemtorch
 from riemtorch.manifolds.spd.eigenbases import EigenBases
-from riemtorch.nn import RiemannianBatchNorm, SPDBatchNorm
+from riemtorch.nn import RiemannianBatchNorm, SPDBatchNorm, aim_normalize
 
 D = torch.float64
 
@@ -165,3 +165,21 @@ def test_one_newton_step_gradient_is_the_exact_mean_gradient_to_the_step_residua
     assert one_products < exact_products
     for a, b in zip(one, exact):
         assert float((a - b).norm() / b.norm()) < 3 * residual
+
+
+@pytest.mark.parametrize("channels", [(), (2,)])
+def test_fused_running_mean_follows_the_geodesic_from_a_moved_running_mean(channels):
+    # the fused layer steps the running mean from the batch mean's roots; after a first step
+    # the running mean is no longer the identity, so the second update tests the formula
+    gen = torch.Generator().manual_seed(5)
+    fused, generic = _pair(channels, momentum=0.3)
+    for _ in range(3):
+        x = _batch(gen, channels=channels)
+        fused(x), generic(x)
+        torch.testing.assert_close(fused.running_mean, generic.running_mean, rtol=1e-10,
+                                   atol=1e-12)
+    aim = riemtorch.SPDAffineInvariant()
+    running, mean = aim.random(2, *channels, n=5, cond=1e3, dtype=D, generator=gen)
+    root = riemtorch.linalg.sqrtm(mean)
+    step = aim_normalize.running_mean_step(running, root, torch.linalg.inv(root), 0.3)
+    torch.testing.assert_close(step, aim.geodesic(running, mean, 0.3), rtol=1e-10, atol=1e-12)

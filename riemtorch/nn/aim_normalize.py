@@ -34,7 +34,8 @@ The backward pass, for an upstream gradient ``G_i`` of ``Y_i`` (symmetrised): th
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.symmetric import sym
+from riemtorch.linalg.batched import eigh
+from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.eigenbases import EigenBases
 
@@ -68,12 +69,12 @@ class _AIMNormalize(torch.autograd.Function):
         ctx.save_for_backward(var, t, w, *frame, lam, loglam, powered, u, v_bias)
         ctx.batch_stats, ctx.normalize, ctx.eps = batch_stats, normalize, eps
         ctx.input_dtype, ctx.residual = input_dtype, residual
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        ctx.mark_non_differentiable(mean, var, frame.root, frame.inv_root)
+        return y, mean, var, frame.root, frame.inv_root
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y, _grad_mean, _grad_var):
+    def backward(ctx, grad_y, *_grad_statistics):
         var, t, w, root, inv_root, mu, v, lam, loglam, powered, u, v_bias = ctx.saved_tensors
         bases = EigenBases(u)
         grad_y = sym(grad_y)
@@ -140,8 +141,18 @@ def aim_normalize(xs, scale, bias_root, mean=None, var=None, *, eps, tol, max_it
     Returns
     -------
     tuple of torch.Tensor
-        ``B^1/2 W_i^t B^1/2`` ``(N, *channels, n, n)``, the mean and the variance (both
-        detached).
+        ``B^1/2 W_i^t B^1/2`` ``(N, *channels, n, n)``, the mean, the variance, ``M^1/2`` and
+        ``M^-1/2`` (all but the first detached; the roots for :func:`running_mean_step`).
     """
     return _AIMNormalize.apply(xs, scale, bias_root, mean, var, float(eps), float(tol),
                                int(max_iter), bool(normalize), input_dtype)
+
+
+def running_mean_step(running, root, inv_root, momentum: float):
+    """The running mean moved toward the batch mean ``M`` by ``momentum`` along their geodesic,
+    ``M #_(1-m) R = M^1/2 (M^-1/2 R M^-1/2)^(1-m) M^1/2`` from the roots of ``M`` that
+    :func:`aim_normalize` returns (one ``eigh`` of a single matrix per channel, no Cholesky
+    factor of ``R``). No autograd."""
+    lam, u = eigh(inv_root @ running @ inv_root)
+    powered = floor_eigenvalues(lam, lam.dtype).pow(1.0 - momentum)
+    return sym(root @ ((u * powered.unsqueeze(-2)) @ u.transpose(-1, -2)) @ root)

@@ -196,10 +196,16 @@ class RiemannianBatchNorm(nn.Module):
     # Kept out of compiled graphs: AOT autograd (torch 2.13) drops the batch-variance term of
     # this in-place buffer update, leaving running_var at (1 - momentum) * running_var.
     @_outside_compiled_graphs
-    def _update_running(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, hint=None) -> None:
         with torch.no_grad():
-            self.running_mean.copy_(self.manifold.geodesic(self.running_mean, mean, self.momentum))
+            self.running_mean.copy_(self._running_mean_step(mean, hint))
             self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
+
+    def _running_mean_step(self, mean: torch.Tensor, hint) -> torch.Tensor:
+        """The running mean moved toward the batch ``mean`` by ``momentum`` along their
+        geodesic; ``hint`` is what a subclass's normalisation passed along to make that cheaper
+        (unused here)."""
+        return self.manifold.geodesic(self.running_mean, mean, self.momentum)
 
     def _uses_batch_statistics(self, x: torch.Tensor) -> bool:
         """Check the input shape; whether this call normalises with batch statistics."""

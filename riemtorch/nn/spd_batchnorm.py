@@ -13,7 +13,7 @@ from riemtorch.manifolds.spd import (
     SPDLogEuclidean,
 )
 from riemtorch.manifolds.spd import common
-from riemtorch.nn.aim_normalize import aim_normalize
+from riemtorch.nn.aim_normalize import aim_normalize, running_mean_step
 from riemtorch.nn.batchnorm import RiemannianBatchNorm
 
 METRICS = ("aim", "lem", "lcm", "bw", "gbw")
@@ -124,6 +124,15 @@ class SPDBatchNorm(RiemannianBatchNorm):
         return (self.metric == "aim" and self.manifold.power == 1 and not self.gyro
                 and not (self.sync and self.training))
 
+    def _running_mean_step(self, mean: torch.Tensor, hint) -> torch.Tensor:
+        """With the roots of the batch mean from the fused affine-invariant normalisation
+        (``hint``), :func:`~riemtorch.nn.aim_normalize.running_mean_step`."""
+        if hint is None:
+            return super()._running_mean_step(mean, hint)
+        root, inv_root = hint
+        running = self.running_mean.to(root.dtype)
+        return running_mean_step(running, root, inv_root, self.momentum).to(mean.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._fused():
             return super().forward(x)
@@ -135,9 +144,9 @@ class SPDBatchNorm(RiemannianBatchNorm):
                        normalize=self.normalize_variance, input_dtype=x.dtype)
         root = common.sqrtm(self.bias.to(xs.dtype))
         if batch_stats:
-            y, mean, var = aim_normalize(xs, scale, root, **options)
+            y, mean, var, *mean_roots = aim_normalize(xs, scale, root, **options)
             if self.training and self.track_running_stats:
-                self._update_running(mean.to(dtype), var.to(dtype))
+                self._update_running(mean.to(dtype), var.to(dtype), mean_roots)
         else:
             y = aim_normalize(xs, scale, root, self.running_mean.to(xs.dtype),
                               self.running_var.to(xs.dtype), **options)[0]
