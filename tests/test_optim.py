@@ -548,3 +548,34 @@ def test_points_are_not_projected_when_the_curvature_is_fixed(monkeypatch):
     point.grad = torch.ones_like(point)
     RiemannianAdam([point], lr=0.1).step()
     assert calls == []
+
+
+class _PlainAffineInvariant(riemtorch.SPDAffineInvariant):
+    """The same metric through the generic composition of egrad2rgrad, inner and
+    expmap_transp (the optimizer's Cholesky-frame update is for SPDAffineInvariant itself)."""
+
+
+@pytest.mark.parametrize("config", ADAM_CONFIGS + [dict(lr=0.05, maximize=True)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_adam_on_affine_invariant_spd_equals_the_generic_composition(config, dtype):
+    g = torch.Generator().manual_seed(7)
+    start = riemtorch.SPDAffineInvariant().random(3, n=4, cond=50.0, dtype=DT, generator=g)
+    targets = riemtorch.SPDAffineInvariant().random(3, n=4, dtype=DT, generator=g)
+    runs = []
+    for manifold in (riemtorch.SPDAffineInvariant(), _PlainAffineInvariant()):
+        # a batched parameter and a single one on the same manifold
+        params = [riemtorch.ManifoldParameter(start.to(dtype).clone(), manifold),
+                  riemtorch.ManifoldParameter(start[0].to(dtype).clone(), manifold)]
+        opt = RiemannianAdam(params, **config)
+        for step in range(6):
+            opt.zero_grad()
+            loss = (1.0 + step) * sum(((p - t.to(dtype)) ** 2).sum()
+                                      for p, t in zip(params, (targets, targets[0])))
+            loss.backward()
+            opt.step()
+        runs.append([p.detach().clone() for p in params]
+                    + [opt.state[p][k] for p in params for k in sorted(opt.state[p])])
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for fast, generic in zip(*runs):
+        assert fast.dtype == generic.dtype
+        torch.testing.assert_close(fast, generic, **tol)

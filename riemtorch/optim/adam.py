@@ -8,8 +8,12 @@ import torch
 from torch.optim.adam import adam as _torch_adam
 
 from riemtorch.manifolds.base import Manifold
-from riemtorch.optim.common import (RiemannianOptimizer, gather, retract_transport,
-                                    riemannian_gradient, scatter_, split, unchecked)
+from riemtorch.manifolds.spd import SPDAffineInvariant
+from riemtorch.manifolds.spd import common as spd_common
+from riemtorch.manifolds.spd.aim import aim_move_along, aim_whitened_gradient
+from riemtorch.optim.common import (RiemannianOptimizer, check_gradient, gather,
+                                    retract_transport, riemannian_gradient, scatter_, split,
+                                    unchecked)
 
 __all__ = ["RiemannianAdam", "riemannian_adam_update"]
 
@@ -69,28 +73,67 @@ def riemannian_adam_update(manifold, x: torch.Tensor, grad: torch.Tensor,
         grad = -grad
     if weight_decay != 0:
         grad = grad.add(x, alpha=weight_decay)
+    moments = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, amsgrad=amsgrad)
+    if _moves_in_cholesky_frame(manifold):
+        return _affine_invariant_update(manifold, x, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                                        moments)
     rgrad = riemannian_gradient(manifold, x, grad)
     with unchecked():
         sq = squared_norm_per_point(manifold, x, rgrad)
-        if exp_avg is None:
-            exp_avg = rgrad.mul(1 - beta1)
-            exp_avg_sq = sq.mul(1 - beta2)
-        else:
-            exp_avg = exp_avg.mul(beta1).add_(rgrad, alpha=1 - beta1)
-            exp_avg_sq = exp_avg_sq.mul(beta2).add_(sq, alpha=1 - beta2)
-        if amsgrad:
-            max_exp_avg_sq = (exp_avg_sq if max_exp_avg_sq is None
-                              else torch.maximum(max_exp_avg_sq, exp_avg_sq))
-            second = max_exp_avg_sq
-        else:
-            max_exp_avg_sq = None
-            second = exp_avg_sq
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2 = 1 - beta2 ** step
-        denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
-        direction = (exp_avg / denom).mul_(-lr / bias_correction1)
+        exp_avg, exp_avg_sq, max_exp_avg_sq, denom, rate = _moments(
+            rgrad, sq, exp_avg, exp_avg_sq, max_exp_avg_sq, **moments)
+        direction = (exp_avg / denom).mul_(rate)
         new_x, exp_avg = retract_transport(manifold, retraction, x, direction, exp_avg)
         return new_x, exp_avg, exp_avg_sq, max_exp_avg_sq
+
+
+def _moments(rgrad, sq, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step, lr, beta1, beta2, eps,
+             amsgrad):
+    """Adam's moments updated with the gradient ``rgrad`` (squared norm ``sq``); returns them
+    with the denominator and the rate of the step ``rate * exp_avg / denom``."""
+    if exp_avg is None:
+        exp_avg = rgrad.mul(1 - beta1)
+        exp_avg_sq = sq.mul(1 - beta2)
+    else:
+        exp_avg = exp_avg.mul(beta1).add_(rgrad, alpha=1 - beta1)
+        exp_avg_sq = exp_avg_sq.mul(beta2).add_(sq, alpha=1 - beta2)
+    if amsgrad:
+        max_exp_avg_sq = (exp_avg_sq if max_exp_avg_sq is None
+                          else torch.maximum(max_exp_avg_sq, exp_avg_sq))
+        second = max_exp_avg_sq
+    else:
+        max_exp_avg_sq = None
+        second = exp_avg_sq
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+    return exp_avg, exp_avg_sq, max_exp_avg_sq, denom, -lr / bias_correction1
+
+
+def _moves_in_cholesky_frame(manifold) -> bool:
+    """SPD matrices under the (undeformed) affine-invariant metric, where
+    ``retr_transp`` is ``expmap_transp``: the update runs in the Cholesky frame of the point
+    (:func:`_affine_invariant_update`)."""
+    return type(manifold) is SPDAffineInvariant and manifold.power == 1
+
+
+def _affine_invariant_update(manifold, x, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, moments):
+    """The update of :func:`riemannian_adam_update` in the Cholesky frame of ``X = L L^T``,
+    where the affine-invariant metric is the Frobenius one: the Riemannian gradient comes
+    without a solve, and the step along the first moment and the moment's transport come from
+    one ``eigh`` of it (:func:`~riemtorch.manifolds.spd.aim.aim_move_along`), where the generic
+    composition of ``egrad2rgrad``, ``inner`` and ``expmap_transp`` takes two Cholesky
+    factors, three whitenings and more products (20 x 20 on CPU: about half the time). The
+    same values up to rounding; the moments keep the parameter's dtype."""
+    check_gradient(manifold, grad)
+    spd_common.check_ambient(grad, "Euclidean gradient")  # as egrad2rgrad checks it
+    dtype, (point, grad) = spd_common.promote(x, grad)
+    moment = None if exp_avg is None else exp_avg.to(point.dtype)
+    chol, rgrad, sq, moment = aim_whitened_gradient(point, grad, moment)
+    moment, exp_avg_sq, max_exp_avg_sq, denom, rate = _moments(
+        rgrad, sq.to(dtype), moment, exp_avg_sq, max_exp_avg_sq, **moments)
+    new_x, exp_avg = aim_move_along(chol, moment, (rate / denom).to(point.dtype))
+    return new_x.to(dtype), exp_avg.to(dtype), exp_avg_sq, max_exp_avg_sq
 
 
 class RiemannianAdam(RiemannianOptimizer):

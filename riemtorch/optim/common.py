@@ -40,15 +40,21 @@ def riemannian_gradient(manifold, x: torch.Tensor, grad: torch.Tensor) -> torch.
     for one) convert the gradient in place, so they get a copy.
 
     This is where an update meets its inputs, so with validation on (:mod:`riemtorch.config`)
-    the points are checked here (by ``egrad2rgrad``: finite, on the manifold) and the gradient
-    must be finite (``ValueError``); the rest of an update works on values the optimizer made
-    and runs without value checks (:func:`unchecked`)."""
+    the gradient must be finite (:func:`check_gradient`) and ``egrad2rgrad`` checks its
+    arguments; the rest of an update works on values the optimizer made and runs without value
+    checks (:func:`unchecked`)."""
     if not isinstance(manifold, Manifold):
         grad = grad.clone()
-    elif config.validating() and not bool(torch.isfinite(grad).all()):
+    else:
+        check_gradient(manifold, grad)
+    return manifold.egrad2rgrad(x, grad)
+
+
+def check_gradient(manifold, grad: torch.Tensor) -> None:
+    """With validation on, ``ValueError`` for a gradient with NaN or infinite values."""
+    if config.validating() and not bool(torch.isfinite(grad).all()):
         raise ValueError(f"the gradient of a parameter on {manifold!r} contains NaN or "
                          "infinite values")
-    return manifold.egrad2rgrad(x, grad)
 
 
 def unchecked():

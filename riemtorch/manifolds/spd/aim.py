@@ -9,7 +9,7 @@ They take tensors in the working dtype (see :mod:`riemtorch.manifolds.spd.common
 
 import torch
 
-from riemtorch.linalg.batched import eigvalsh, map_batch_chunks
+from riemtorch.linalg.batched import eigh, eigvalsh, map_batch_chunks
 from riemtorch.linalg import spectral
 from riemtorch.linalg.safe import safe_sqrt
 from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
@@ -78,6 +78,34 @@ def aim_exp_transp(x, u, v):
     full, half = apply_spectral(common.whiten(chol, u), (spectral.EXP, spectral.HALF_EXP))
     return (common.unwhiten(chol, full),
             common.unwhiten(chol, half @ common.whiten(chol, v) @ half))
+
+
+def aim_whitened_gradient(x, g, moment=None):
+    """The Riemannian gradient of a Euclidean gradient ``G`` at ``X = L L^T`` and a tangent
+    ``moment`` in the Cholesky frame of ``X`` (``V -> L^-1 V L^-T``, where the metric at ``X``
+    is the Frobenius one), for moment methods (:func:`aim_move_along`).
+
+    Returns ``(L, R, |R|^2, M)``: ``R = L^-1 (X sym(G) X) L^-T = L^T sym(G) L`` (no solve), its
+    squared norm per point ``(..., 1, 1)`` and the whitened moment (``None`` for none)."""
+    chol = common.cholesky(x)
+    rgrad = chol.transpose(-1, -2) @ sym(g) @ chol
+    square_norm = rgrad.square().sum((-2, -1), keepdim=True)
+    return chol, rgrad, square_norm, None if moment is None else common.whiten(chol, moment)
+
+
+def aim_move_along(chol, moment, step):
+    """``Exp_X(s V)`` and the parallel transport of ``V`` there, for ``V`` whose Cholesky-frame
+    form is ``moment`` (:func:`aim_whitened_gradient`) and steps ``s`` per point
+    (``(..., 1, 1)``): a moment method moving along its own moment. With
+    ``moment = Q diag(m) Q^T`` both come from that one ``eigh``: ``Exp = F diag(e^(s m)) F^T``
+    and the transported ``V = F diag(m e^(s m)) F^T`` with ``F = L Q`` (the transport of a
+    geodesic's velocity is its velocity), where :func:`aim_exp_transp` whitens ``V`` and takes
+    two more products."""
+    m, q = eigh(moment)
+    grow = (step[..., 0] * m).exp()
+    frame = chol @ q
+    return (sym((frame * grow.unsqueeze(-2)) @ frame.transpose(-1, -2)),
+            sym((frame * (m * grow).unsqueeze(-2)) @ frame.transpose(-1, -2)))
 
 
 def aim_geodesic(x, y, t):
