@@ -165,7 +165,9 @@ class RiemannianAdam(RiemannianOptimizer):
     reproduces the uninterrupted one exactly), ``exp_avg``, ``exp_avg_sq`` and, with AMSGrad,
     ``max_exp_avg_sq``. Manifold parameters of a param group that share a riemtorch manifold,
     shape, dtype, device and step count are stepped together in one batched call (see
-    :mod:`riemtorch.optim.common`).
+    :mod:`riemtorch.optim.common`). Parameters on :class:`~riemtorch.SPDAffineInvariant`
+    (``power=1``) step in the Cholesky frame of the point, with the same values up to rounding
+    in about half the time (:func:`_affine_invariant_update`).
 
     Parameters
     ----------
