@@ -15,6 +15,36 @@ from riemtorch.linalg.checks import check_float_tensor, check_square
 from riemtorch.linalg.padding import pad_identity
 
 
+class _BiMap(torch.autograd.Function):
+    """``sym(W^T X W)`` with the gradients of :func:`bimap` (see there)."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        # (X W)^T W: one product over the folded batch, then a batched one with the weight
+        # broadcast; sym((X W)^T W) = sym(W^T X W) = W^T sym(X) W for any X
+        xw = x @ weight
+        shared = weight.expand(*xw.shape[:-2], *weight.shape)
+        ctx.save_for_backward(x, weight, xw)
+        return linalg.sym(torch.matmul(xw.transpose(-1, -2), shared))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight, xw = ctx.saved_tensors
+        grad = linalg.sym(grad)
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            # 2 sym(X) W sym(G), summed over the batch: from the saved X W when X is symmetric
+            if torch.equal(x, x.transpose(-1, -2)):
+                total = (xw @ grad).mul_(2.0)
+            else:
+                total = (x + x.transpose(-1, -2)) @ (weight @ grad)
+            grad_weight = total.sum_to_size(weight.shape)
+        if ctx.needs_input_grad[0]:
+            grad_x = (weight @ grad) @ weight.transpose(-1, -2)
+        return grad_x, grad_weight
+
+
 def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Bilinear map ``W^T X W`` of SPD matrices.
 
@@ -30,18 +60,18 @@ def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        ``(..., n_out, n_out)``.
+        ``(..., n_out, n_out)``, symmetrised: for any ``X`` it is ``W^T sym(X) W``, and the
+        gradients are those of that expression.
+
+    The backward pass keeps ``X W`` (and ``X`` and ``W`` themselves) and, for symmetric
+    ``X``, forms the weight's gradient ``2 sum_i X_i W sym(G_i)`` from it with one batched
+    product: about a quarter of the work of differentiating the products one by one (64
+    matrices of 40 x 40 to 20 x 20: about 1 against 4 million multiply-adds).
     """
     n_in = x.shape[-1]
     if weight.shape[-2] != n_in:
         x = pad_identity(x, weight.shape[-2])
-    # (X W)^T W: one product over the folded batch, then a batched one with the weight
-    # broadcast; sym((X W)^T W) = sym(W^T X W) for any X. Nothing is copied, and autograd
-    # keeps only X W (W^T X W as written keeps copies of X^T and of W^T X, 2 MB for 64
-    # matrices of 40 x 40, which a training step allocates anew each time)
-    xw = x @ weight
-    shared = weight.expand(*xw.shape[:-2], *weight.shape)
-    return linalg.sym(torch.matmul(xw.transpose(-1, -2), shared))
+    return _BiMap.apply(x, weight)
 
 
 def _spectral_layer(x: torch.Tensor, fn: spectral.SpectralFunction) -> torch.Tensor:
