@@ -77,15 +77,16 @@ class _AIMNormalize(torch.autograd.Function):
     def backward(ctx, grad_y, *_grad_statistics):
         var, t, w, root, inv_root, mu, v, lam, loglam, powered, u, v_bias = ctx.saved_tensors
         bases = EigenBases(u)
-        grad_y = sym(grad_y)
-        # dL/dZ_i = R G_i R rotated to the eigenbasis: V_i G_i V_i^T
-        rotated = v_bias @ grad_y @ v_bias.transpose(-1, -2)
+        # dL/dZ_i = R G_i R rotated to the eigenbasis: V_i G_i V_i^T, from V_i G_i
+        vg = v_bias @ sym(grad_y)
+        del grad_y  # work tensors of the batch's size go as soon as they are used
+        rotated = vg @ v_bias.transpose(-1, -2)
         grad_bias_root = None
         if ctx.needs_input_grad[2]:
             # dL/dR = S + S^T with S = sum_i Z_i R G_i = sum_i U_i diag(powered_i) V_i G_i
-            s = (u @ ((powered.unsqueeze(-1) * v_bias) @ grad_y)).sum(0)
+            s = ((u * powered.unsqueeze(-2)) @ vg).sum(0)
             grad_bias_root = s + s.transpose(-1, -2)
-        del grad_y  # work tensors of the batch's size go as soon as they are used
+        del vg
         grad_scale = None
         if ctx.batch_stats:  # the implicit solve needs the divided differences of log too
             dlog, d_power = spectral.log_and_power_loewner(lam, t[..., None, None], powered)
