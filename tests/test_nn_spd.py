@@ -149,6 +149,9 @@ def test_bimap_keeps_no_copy_of_its_input_for_the_backward_pass():
     assert sum(t.untyped_storage().nbytes() for t in new) <= xw_bytes
     a = torch.randn(2, 8, 8, dtype=F64, generator=torch.Generator().manual_seed(3))
     assert torch.autograd.gradcheck(F.bimap, (a.requires_grad_(), w))
+    # second derivatives too (gradient penalties), for symmetric and asymmetric input
+    assert torch.autograd.gradgradcheck(F.bimap, (a, w))
+    assert torch.autograd.gradgradcheck(F.bimap, (L.sym(a).detach().requires_grad_(), w))
 
 
 @pytest.mark.parametrize("layer", [riemtorch.nn.ReEig(), riemtorch.nn.LogEig(),

@@ -28,14 +28,14 @@ class _BiMap(torch.autograd.Function):
         return linalg.sym(torch.matmul(xw.transpose(-1, -2), shared))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight, xw = ctx.saved_tensors
         grad = linalg.sym(grad)
         grad_x = grad_weight = None
         if ctx.needs_input_grad[1]:
             # 2 sym(X) W sym(G), summed over the batch: from the saved X W when X is symmetric
-            if torch.equal(x, x.transpose(-1, -2)):
+            # (and no double backward needs this product as a function of W)
+            if not torch.is_grad_enabled() and torch.equal(x, x.transpose(-1, -2)):
                 total = (xw @ grad).mul_(2.0)
             else:
                 total = (x + x.transpose(-1, -2)) @ (weight @ grad)
