@@ -98,14 +98,14 @@ def _weighted_inverse_sum(xs, w):
 
 def arithmetic_harmonic_start(xs, w, chunks=None):
     """Geometric mean ``A # H`` of the weighted arithmetic and harmonic means, ``(..., n, n)``,
-    with a factor ``F`` of it (``A # H = F F^T``) and ``F^-1``.
+    with a factor ``B`` of it (``A # H = B B^T``) and ``B^-1``.
 
     Exact for two equally weighted commuting samples and a close start in general (about
     ``6e-3`` relative on the Wishart samples of the benchmark, where the log-Euclidean mean is
     ``5e-4`` off but costs a batched ``eigh``); it needs Cholesky factors, no
     eigendecomposition of the samples. The inverses are summed by slices of ``chunks``.
     ``A = L L^T`` and ``C = L^T H^-1 L = Q diag(c) Q^T`` give ``A # H = L C^-1/2 L^T`` and the
-    factor ``F = L Q diag(c^-1/4)``: the samples whitened by ``F^-1`` are those whitened by
+    factor ``B = L Q diag(c^-1/4)``: the samples whitened by ``B^-1`` are those whitened by
     ``(A # H)^-1/2`` up to a rotation, which the first Newton step does not see, so it needs
     no ``eigh`` of the start itself.
     """
@@ -116,7 +116,7 @@ def arithmetic_harmonic_start(xs, w, chunks=None):
     c, q = eigh(sym(chol.transpose(-1, -2) @ inverse_mean @ chol))
     quarter = floor_eigenvalues(c, c.dtype).sqrt().sqrt()
     factor = (chol @ q) / quarter.unsqueeze(-2)
-    # F^-1 = diag(c^1/4) Q^T L^-1, the transpose of L^-T Q diag(c^1/4)
+    # B^-1 = diag(c^1/4) Q^T L^-1, the transpose of L^-T Q diag(c^1/4)
     inv_factor = torch.linalg.solve_triangular(chol.transpose(-1, -2),
                                                q * quarter.unsqueeze(-2), upper=True)
     return sym(factor @ factor.transpose(-1, -2)), factor, inv_factor.transpose(-1, -2)
@@ -149,17 +149,18 @@ def _richardson_rate(lam, w):
 
 
 def richardson_step(factor, lam, grad, w):
-    """``F exp(a F) F^T`` (``M = F F^T``, the spectra in that frame) with the rate ``a`` of :func:`_richardson_rate`: no solve, one
-    exponential of a single matrix. From an estimate with ``||F|| <= tol`` it contracts
-    ``||F||`` by at most ``(k - 1) / (k + 1)`` to first order (``0.12`` on the benchmark's
-    Wishart samples, where ``||F||`` goes from ``1.5e-9`` to ``1.2e-10``)."""
+    """``B exp(a F) B^T`` for ``M = B B^T`` (the spectra and ``F`` in the frame of ``B``) with
+    the rate ``a`` of :func:`_richardson_rate`: no solve, one exponential of a single matrix.
+    From an estimate with ``||F|| <= tol`` it contracts ``||F||`` by at most
+    ``(k - 1) / (k + 1)`` to first order (``0.12`` on the benchmark's Wishart samples, where
+    ``||F||`` goes from ``1.5e-9`` to ``1.2e-10``)."""
     rate = _richardson_rate(lam, w)[..., None, None]
     return _unwhiten(factor, common.expm(rate * grad))
 
 
 def newton_step(factor, lam, loglam, bases, w, grad, nu, atol):
-    """The damped Newton step ``F exp(nu H^-1[F]) F^T`` from ``M = F F^T`` (the spectra and
-    ``F`` in the frame of the factor ``F``), with ``H^-1[F]`` solved by conjugate gradients to
+    """The damped Newton step ``B exp(nu H^-1[F]) B^T`` from ``M = B B^T`` (the spectra and
+    ``F`` in the frame of the factor ``B``), with ``H^-1[F]`` solved by conjugate gradients to
     the residual ``atol``."""
     step = NewtonHessian(newton_kernel(lam, loglam, bases.chunks), bases, w).solve(grad, atol)
     return _unwhiten(factor, common.expm(nu[..., None, None] * sym(step)))
