@@ -34,8 +34,7 @@ The backward pass, for an upstream gradient ``G_i`` of ``Y_i`` (symmetrised): th
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.batched import eigh
-from riemtorch.linalg.symmetric import floor_eigenvalues, sym
+from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.eigenbases import EigenBases
 
@@ -153,7 +152,5 @@ def running_mean_step(running, root, inv_root, momentum: float):
     """The running mean moved toward the batch mean ``M`` by ``momentum`` along their geodesic,
     ``M #_(1-m) R = M^1/2 (M^-1/2 R M^-1/2)^(1-m) M^1/2`` from the roots of ``M`` that
     :func:`aim_normalize` returns (one ``eigh`` of a single matrix per channel, no Cholesky
-    factor of ``R``). No autograd."""
-    lam, u = eigh(inv_root @ running @ inv_root)
-    powered = floor_eigenvalues(lam, lam.dtype).pow(1.0 - momentum)
-    return sym(root @ ((u * powered.unsqueeze(-2)) @ u.transpose(-1, -2)) @ root)
+    factor of ``R``)."""
+    return common.unwhiten(root, common.powm(inv_root @ running @ inv_root, 1.0 - momentum))

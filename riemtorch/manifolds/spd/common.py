@@ -55,7 +55,8 @@ def whiten(chol: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def unwhiten(chol: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """``L A L^T``, the inverse of :func:`whiten`."""
+    """``L A L^T``, the inverse of :func:`whiten` (for any factor ``L`` of the point, not only
+    its Cholesky factor)."""
     return sym(chol @ a @ chol.transpose(-1, -2))
 
 

@@ -155,7 +155,7 @@ def richardson_step(factor, lam, grad, w):
     ``(k - 1) / (k + 1)`` to first order (``0.12`` on the benchmark's Wishart samples, where
     ``||F||`` goes from ``1.5e-9`` to ``1.2e-10``)."""
     rate = _richardson_rate(lam, w)[..., None, None]
-    return _unwhiten(factor, common.expm(rate * grad))
+    return common.unwhiten(factor, common.expm(rate * grad))
 
 
 def newton_step(factor, lam, loglam, bases, w, grad, nu, atol):
@@ -163,11 +163,7 @@ def newton_step(factor, lam, loglam, bases, w, grad, nu, atol):
     ``F`` in the frame of the factor ``B``), with ``H^-1[F]`` solved by conjugate gradients to
     the residual ``atol``."""
     step = NewtonHessian(newton_kernel(lam, loglam, bases.chunks), bases, w).solve(grad, atol)
-    return _unwhiten(factor, common.expm(nu[..., None, None] * sym(step)))
-
-
-def _unwhiten(factor, a):
-    return sym(factor @ a @ factor.transpose(-1, -2))
+    return common.unwhiten(factor, common.expm(nu[..., None, None] * sym(step)))
 
 
 def _solve_tolerance(crit, tol, last):
@@ -252,12 +248,13 @@ def _iterate(xs, w, tol, max_iter, step_past_tolerance, chunks):
     nu = torch.ones(mean.shape[:-2], dtype=xs.dtype, device=xs.device)
     previous = torch.full_like(nu, float("inf"))
     floor = _RoundingFloor(tol)
-    frame = None  # at the start, the frame of the factor (no eigh of the start)
-    lam, bases = _whitened(xs, inv_factor, chunks)
+    frame = None
     for k in range(max_iter + 1):
         if k == max_iter and step_past_tolerance:
             break
-        if k > 0:
+        if k == 0:  # in the frame of the start's factor: no eigh of the start
+            lam, bases = _whitened(xs, inv_factor, chunks)
+        else:
             frame, lam, bases = whitened_spectrum(xs, mean, chunks)
             factor = frame.root
         loglam, grad, crit = karcher_gradient(lam, bases, w)
