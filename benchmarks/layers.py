@@ -10,11 +10,13 @@ and the centred samples) and none in the backward pass. riemtorch steps the BiMa
 Stiefel manifold with RiemannianAdam; spd_learn parametrises it and uses torch.optim.Adam (its
 recommended setup). Validation is off for riemtorch (riemtorch.config).
 
-Every variant runs in a process of its own: libraries sharing a process change each other's
+Every variant runs in processes of its own: libraries sharing a process change each other's
 timings (their OpenMP and BLAS threads, the allocator's state). Measured on 2 cores: with
 both in one process, riemtorch's step took about 2 ms less and spd_learn's about 2.5 ms more
-than alone. The processes are timed in alternating rounds (:func:`alternating_median_ms`), so
-slow drifts of the machine reach all of them alike.
+than alone. Processes running the same code differ too (the median step of three riemtorch
+processes: 8.9, 9.3 and 9.5 ms), so each variant runs in three, and its figure is the median
+over all their steps. The processes are timed in alternating rounds
+(:func:`alternating_median_ms`), so slow drifts of the machine reach all of them alike.
 
 A second table repeats the timing with glibc told to keep 64 MiB at the top of its heap
 (``MALLOC_TOP_PAD_``, in every process). By default glibc returns the freed top of its heap to
@@ -149,28 +151,33 @@ def worker(variant, threads, size):
         print(json.dumps(timed_round(step, int(line))), flush=True)
 
 
-def alternating_median_ms(threads, size, env=None, rounds=5, per_round=10):
-    """Median ms of a training step for each variant, each in its own process (with the
-    variables ``env`` added to its environment): in every round each process runs one untimed
-    and ``per_round`` timed steps in turn, after a pause of ``SETTLE_S`` (the others wait,
-    idle)."""
-    procs = {}
-    for variant in VARIANTS:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant,
-               "--threads", str(threads), "--batch", str(size)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, **(env or {})})
+def _start_worker(variant, threads, size, env):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant,
+           "--threads", str(threads), "--batch", str(size)]
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def alternating_median_ms(threads, size, env=None, rounds=5, per_round=10, processes=3):
+    """Median ms of a training step for each variant over the steps of ``processes`` processes
+    of its own (with the variables ``env`` added to their environment): in every round each
+    process runs one untimed and ``per_round`` timed steps in turn, after a pause of
+    ``SETTLE_S`` (the others wait, idle)."""
+    starting = [(variant, _start_worker(variant, threads, size, env))
+                for _ in range(processes) for variant in VARIANTS]
+    procs = []
+    for variant, proc in starting:
         answer = json.loads(proc.stdout.readline() or '{"error": "no answer"}')
         if "error" in answer:
             print(f"{variant} left out: {answer['error']}", file=sys.stderr)
             proc.stdin.close()
             proc.wait()
             continue
-        procs[variant] = proc
-    times = {variant: [] for variant in procs}
+        procs.append((variant, proc))
+    times = {variant: [] for variant, _ in procs}
     try:
         for _ in range(rounds):
-            for variant, proc in procs.items():
+            for variant, proc in procs:
                 time.sleep(SETTLE_S)
                 proc.stdin.write(f"{per_round}\n")
                 proc.stdin.flush()
@@ -180,7 +187,7 @@ def alternating_median_ms(threads, size, env=None, rounds=5, per_round=10):
                                        f"(exit status {proc.wait()}; its error is above)")
                 times[variant] += json.loads(answer)
     finally:
-        for proc in procs.values():
+        for _, proc in procs:
             proc.stdin.close()
             proc.wait()
     return {variant: statistics.median(t) for variant, t in times.items()}

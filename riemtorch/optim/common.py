@@ -204,9 +204,9 @@ class RiemannianOptimizer(torch.optim.Optimizer):
                 buckets[key] = (manifold, [p])
             else:
                 entry[1].append(p)
-        if len(buckets) > 1:
+        if len({key[1:] for key in buckets}) < len(buckets):
             # distinct manifold objects of equal configuration share a batch; the configuration
-            # is only compared when there is something to merge
+            # is only compared when two buckets agree in everything else
             merged: Dict[Hashable, tuple] = {}
             config_keys = {}
             for (mid, *rest), (manifold, params) in buckets.items():

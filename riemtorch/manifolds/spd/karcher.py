@@ -42,7 +42,7 @@ from typing import NamedTuple
 import torch
 
 from riemtorch.linalg import spectral
-from riemtorch.linalg.batched import SampleChunks, eigh
+from riemtorch.linalg.batched import TEAM_MIN_WORK, SampleChunks, eigh
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -103,14 +103,18 @@ def arithmetic_harmonic_start(xs, w, chunks=None):
     Exact for two equally weighted commuting samples and a close start in general (about
     ``6e-3`` relative on the Wishart samples of the benchmark, where the log-Euclidean mean is
     ``5e-4`` off but costs a batched ``eigh``); it needs Cholesky factors, no
-    eigendecomposition of the samples. The inverses are summed by slices of ``chunks``.
+    eigendecomposition of the samples. The inverses are summed by slices of ``chunks``, or,
+    where the solver keeps the batch whole, by one slice per thread once each gets
+    ``TEAM_MIN_WORK`` (two LAPACK calls per sample and one sum: 64 samples of 20 x 20 in 150
+    against 185 microseconds on 2 cores).
     ``A = L L^T`` and ``C = L^T H^-1 L = Q diag(c) Q^T`` give ``A # H = L C^-1/2 L^T`` and the
     factor ``B = L Q diag(c^-1/4)``: the samples whitened by ``B^-1`` are those whitened by
     ``(A # H)^-1/2`` up to a rotation, which the first Newton step does not see, so it needs
     no ``eigh`` of the start itself.
     """
     arith = common.weighted_sum(w, xs)
-    chunks = chunks or SampleChunks(xs.shape[0])
+    if chunks is None or not chunks.parallel:
+        chunks = SampleChunks.plan(xs, TEAM_MIN_WORK)
     inverse_mean = chunks.sum(lambda k, s: _weighted_inverse_sum(xs[s], w[s]))
     chol = common.cholesky(arith)
     c, q = eigh(sym(chol.transpose(-1, -2) @ inverse_mean @ chol))
