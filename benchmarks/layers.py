@@ -13,8 +13,8 @@ recommended setup). Validation is off for riemtorch (riemtorch.config).
 Every variant runs in processes of its own: libraries sharing a process change each other's
 timings (their OpenMP and BLAS threads, the allocator's state). Measured on 2 cores: with
 both in one process, riemtorch's step took about 2 ms less and spd_learn's about 2.5 ms more
-than alone. Processes running the same code differ too (the median step of three riemtorch
-processes: 8.9, 9.3 and 9.5 ms), so each variant runs in three, and its figure is the median
+than alone. Processes running the same code differ too (the median steps of twelve riemtorch
+processes ran from 8.8 to 9.7 ms), so each variant runs in three, and its figure is the median
 over all their steps. The processes are timed in alternating rounds
 (:func:`alternating_median_ms`), so slow drifts of the machine reach all of them alike.
 
@@ -24,10 +24,11 @@ the system once it passes a threshold that grows with the largest block the proc
 freed; in these small fresh processes that threshold stays near the 2 MB that a riemtorch
 step allocates and frees (saved tensors and backward work tensors of 200 KB each). Where the
 step's memory passes it, every step maps that memory anew: about 300 page faults and 1 ms of
-system time per step (2 cores), against a few dozen for spd_learn. Whether a process does
-depends on what it allocated before (in 8 fresh processes, 2 did). A process that has freed
-a block of 2 MB or more (a data pipeline, a larger model), or a heap kept as in the second
-table, has none.
+system time per step (2 cores), against a few for spd_learn. Whether a process does
+depends on what it allocated before (in 8 fresh processes, 2 did; in 4 others, 3 made 180 to
+420 faults per step). A process that has freed a block of 2 MB or more (a data pipeline, a
+larger model; measured: one fault per step in 6 processes that had), or a heap kept as in
+the second table, has none.
 
     python benchmarks/layers.py [--threads 2] [--batch 64]
 """
@@ -231,7 +232,7 @@ def main():
         rows = [[name, times[name], peer, peer / times[name] if peer else None]
                 for name in VARIANTS[:2]]
         print_table(f"SPDNet + AIM batch norm training step, batch {args.batch} of "
-                    f"{N_IN}x{N_IN}, float64, each library in its own process{heading}",
+                    f"{N_IN}x{N_IN}, float64, each variant in three processes of its own{heading}",
                     ["riemtorch variant", "riemtorch ms", "spd_learn ms",
                      "spd_learn / riemtorch"], rows)
     error = mean_accuracy(args.batch)
