@@ -315,6 +315,24 @@ def test_generalized_bures_wasserstein_metric_matrix_is_module_state():
     torch.testing.assert_close(ident.dist(x, y), riemtorch.SPDBuresWasserstein().dist(x, y))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_karcher_mean_names_the_sample_that_is_not_positive_definite(threads):
+    # the harmonic mean of the start factors the samples by slices, one per thread: the error
+    # names the sample's index in the whole batch, not in its slice
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = riemtorch.SPDAffineInvariant().random(64, n=20, dtype=F64,
+                                                  generator=torch.Generator().manual_seed(3))
+        x[61] = -x[61]
+        with pytest.raises(ValueError, match="sample 61 of the batch"):
+            riemtorch.SPDAffineInvariant().frechet_mean(x)
+        with pytest.raises(ValueError, match="sample 61 of the batch"):
+            riemtorch.nn.SPDBatchNorm(20, dtype=F64)(x)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_bad_input_raises_clear_errors():
     m = riemtorch.SPDAffineInvariant()
     x = spd((2,))

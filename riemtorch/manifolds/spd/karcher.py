@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import torch
 
+from riemtorch import config
 from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import TEAM_MIN_WORK, SampleChunks, eigh
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
@@ -93,7 +94,24 @@ def _whitened(xs, whitening, chunks=None):
 
 
 def _weighted_inverse_sum(xs, w):
-    return common.weighted_sum(w, torch.cholesky_inverse(common.cholesky(xs)))
+    """``sum_i w_i X_i^-1`` and the Cholesky factorisations' ``info`` (nonzero where a sample is
+    not positive definite)."""
+    chol, info = torch.linalg.cholesky_ex(xs)
+    return common.weighted_sum(w, torch.cholesky_inverse(chol)), info
+
+
+def _harmonic_inverse(xs, w, chunks):
+    """``sum_i w_i X_i^-1`` by the slices of ``chunks``; with validation on, ``ValueError``
+    naming the first sample that is not positive definite (its index in the whole batch, which
+    a slice's own Cholesky error would not give)."""
+    parts = chunks.run(lambda k, s: _weighted_inverse_sum(xs[s], w[s]))
+    if config.validating():
+        info = torch.cat([part[1] for part in parts])
+        failed = info.reshape(info.shape[0], -1).ne(0).any(-1)
+        if bool(failed.any()):
+            raise ValueError(f"point is not positive definite: sample {int(failed.nonzero()[0])} "
+                             "of the batch has no Cholesky factor")
+    return sum((part[0] for part in parts[1:]), parts[0][0])
 
 
 def arithmetic_harmonic_start(xs, w, chunks=None):
@@ -115,7 +133,7 @@ def arithmetic_harmonic_start(xs, w, chunks=None):
     arith = common.weighted_sum(w, xs)
     if chunks is None or not chunks.parallel:
         chunks = SampleChunks.plan(xs, TEAM_MIN_WORK)
-    inverse_mean = chunks.sum(lambda k, s: _weighted_inverse_sum(xs[s], w[s]))
+    inverse_mean = _harmonic_inverse(xs, w, chunks)
     chol = common.cholesky(arith)
     c, q = eigh(sym(chol.transpose(-1, -2) @ inverse_mean @ chol))
     quarter = floor_eigenvalues(c, c.dtype).sqrt().sqrt()
