@@ -13,9 +13,9 @@ recommended setup). Validation is off for riemtorch (riemtorch.config).
 Every variant runs in processes of its own: libraries sharing a process change each other's
 timings (their OpenMP and BLAS threads, the allocator's state). Measured on 2 cores: with
 both in one process, riemtorch's step took about 2 ms less and spd_learn's about 2.5 ms more
-than alone. Processes running the same code differ too (the median steps of twelve riemtorch
-processes ran from 8.8 to 9.7 ms), so each variant runs in three, and its figure is the median
-over all their steps. The processes are timed in alternating rounds
+than alone. Processes running the same code differ too (six riemtorch processes, heap kept as
+below: median steps from 8.8 to 9.4 ms), so each variant runs in three, and its figure is the
+median over all their steps. The processes are timed in alternating rounds
 (:func:`alternating_median_ms`), so slow drifts of the machine reach all of them alike.
 
 A second table repeats the timing with glibc told to keep 64 MiB at the top of its heap
