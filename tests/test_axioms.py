@@ -208,6 +208,12 @@ def test_frechet_statistics_reject_empty_samples_and_all_zero_weights(case, dtyp
         m.frechet_mean(x, weights=zero)
     with pytest.raises(ValueError, match="all be zero"):
         m.frechet_variance(x, x[0], weights=zero)
+    for bad in (float("nan"), float("inf")):
+        weights = torch.tensor([bad, 1.0, 1.0], dtype=dtype, device=x.device)
+        with pytest.raises(ValueError, match="weights must be finite"):
+            m.frechet_mean(x, weights=weights)
+        with pytest.raises(ValueError, match="weights must be finite"):
+            m.frechet_variance(x, x[0], weights=weights)
 
 
 def test_distance_gradients_are_finite_at_equal_points(case, dtype, gen):

@@ -196,3 +196,28 @@ def test_vech_covariance_and_batch_norm_reject_bad_arguments():
     for eps in (-10.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="eps"):
             riemtorch.nn.SPDBatchNorm(3, eps=eps)
+        # eps is what keeps rank-deficient covariances positive definite
+        with pytest.raises(ValueError, match="eps must be a finite non-negative"):
+            F.covariance(torch.randn(2, 4, 50, dtype=F64), eps=eps)
+        with pytest.raises(ValueError, match="eps must be a finite non-negative"):
+            riemtorch.nn.CovPool(eps=eps)
+    with pytest.raises(TypeError, match="eps must be a number"):
+        riemtorch.nn.CovPool(eps=True)
+
+
+def test_vech_and_unvech_train_after_a_first_call_in_inference_mode():
+    # the positions and scales of the upper triangle are cached per size: a first call under
+    # inference_mode must not leave inference tensors that autograd then cannot save
+    with torch.inference_mode():
+        F.vech(torch.eye(7, dtype=F64))
+        F.unvech(torch.ones(28, dtype=F64))
+    x = torch.randn(7, 7, dtype=F64)
+    x = (x + x.T).requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.vech(x).square().sum(), x)
+    # vech reads the upper triangle: sum of squares is sum_i x_ii^2 + 2 sum_(i<j) x_ij^2
+    upper = torch.triu(x.detach())
+    torch.testing.assert_close(grad, 2 * upper + 2 * torch.triu(x.detach(), 1), rtol=1e-14,
+                               atol=1e-14)
+    v = torch.randn(28, dtype=F64, requires_grad=True)
+    (grad_v,) = torch.autograd.grad(F.unvech(v).square().sum(), v)
+    torch.testing.assert_close(grad_v, 2 * v.detach(), rtol=1e-14, atol=1e-14)

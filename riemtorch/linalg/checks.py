@@ -1,5 +1,8 @@
 """Input checks shared by the public functions (see :mod:`riemtorch.config` for the switch)."""
 
+import math
+import numbers
+
 import torch
 
 from riemtorch import config
@@ -19,6 +22,16 @@ def check_square(x: torch.Tensor, name: str = "input") -> None:
     """Raise ``ValueError`` unless ``x`` has shape ``(..., n, n)``."""
     if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"{name} must have shape (..., n, n), got {tuple(x.shape)}")
+
+
+def check_nonnegative_number(value, name: str) -> float:
+    """``value`` as a float: a finite number ``>= 0``, else ``ValueError`` (``TypeError`` for a
+    non-number, ``bool`` included)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite non-negative number, got {value}")
+    return float(value)
 
 
 def check_finite(x: torch.Tensor, name: str = "input") -> None:

@@ -307,6 +307,8 @@ class Manifold(nn.Module):
             else:
                 w = w.movedim(dim, 0)
             if config.validating():
+                if not bool(torch.isfinite(w).all()):
+                    raise ValueError("weights must be finite (no NaN or infinite values)")
                 if bool((w < 0).any()):
                     raise ValueError("weights must be non-negative")
                 if not bool((w.sum(dim=0) > 0).all()):

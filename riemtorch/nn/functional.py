@@ -11,7 +11,7 @@ import torch
 
 from riemtorch import linalg
 from riemtorch.linalg import spectral
-from riemtorch.linalg.checks import check_float_tensor, check_square
+from riemtorch.linalg.checks import check_float_tensor, check_nonnegative_number, check_square
 from riemtorch.linalg.padding import pad_identity
 
 
@@ -133,6 +133,7 @@ def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = Fa
     check_float_tensor(signals, "signals")
     if signals.dim() < 2 or signals.shape[-1] < 2:
         raise ValueError(f"signals must have shape (..., channels, time >= 2), got {tuple(signals.shape)}")
+    eps = check_nonnegative_number(eps, "eps")
     c, t = signals.shape[-2], signals.shape[-1]
     centred = signals - signals.mean(dim=-1, keepdim=True)
     gram = centred @ centred.transpose(-1, -2)
@@ -166,11 +167,14 @@ def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = Fa
 def _upper_triangle(n: int, dtype: torch.dtype, device: torch.device):
     """Positions of the upper triangle of ``n x n`` in the flattened matrix (row by row) and
     the scale ``1`` (diagonal) or ``sqrt(2)`` (off-diagonal) of each, in ``dtype`` (a float32
-    ``sqrt(2)`` would be off by ``2e-8`` in float64); made once per size, dtype and device."""
-    rows, cols = torch.triu_indices(n, n, device=device)
-    scale = torch.full(rows.shape, math.sqrt(2.0), dtype=dtype, device=device)
-    scale[rows == cols] = 1.0
-    return rows * n + cols, scale
+    ``sqrt(2)`` would be off by ``2e-8`` in float64); made once per size, dtype and device,
+    outside inference mode (a first call under ``torch.inference_mode`` would otherwise cache
+    inference tensors, which autograd cannot save for later training)."""
+    with torch.inference_mode(False):
+        rows, cols = torch.triu_indices(n, n, device=device)
+        scale = torch.full(rows.shape, math.sqrt(2.0), dtype=dtype, device=device)
+        scale[rows == cols] = 1.0
+        return rows * n + cols, scale
 
 
 def vech(x: torch.Tensor) -> torch.Tensor:

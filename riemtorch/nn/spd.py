@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from riemtorch import linalg
+from riemtorch.linalg.checks import check_nonnegative_number
 from riemtorch.nn import functional as F
 from riemtorch.parameter import ManifoldParameter
 
@@ -111,7 +112,8 @@ class CovPool(nn.Module):
 
     def __init__(self, shrinkage=None, trace_normalize: bool = False, eps: float = 0.0):
         super().__init__()
-        self.shrinkage, self.trace_normalize, self.eps = shrinkage, trace_normalize, eps
+        self.shrinkage, self.trace_normalize = shrinkage, trace_normalize
+        self.eps = check_nonnegative_number(eps, "eps")
 
     def forward(self, signals):
         return F.covariance(signals, self.shrinkage, self.trace_normalize, self.eps)
