@@ -507,6 +507,31 @@ def test_points_follow_a_stepped_curvature(make, separate_groups):
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS)
+@pytest.mark.parametrize("manifold", ["ball", "lorentz"])
+def test_points_without_a_gradient_follow_a_stepped_curvature(make, manifold):
+    # a point that no loss reached in this step is not stepped, but the manifold it lies on
+    # changed: it is projected onto the new one like the stepped points
+    m = (riemtorch.PoincareBall(1.0, learnable=True, dtype=DT) if manifold == "ball"
+         else riemtorch.Lorentz(1.0, learnable=True, dtype=DT))
+    # the unused point is the far one: near the boundary of the ball, which shrinks
+    tangent = ([[0.0, 0.3, -0.2], [0.0, 2.5, 0.4]] if manifold == "lorentz"
+               else [[0.3, -0.2], [2.5, 0.4]])
+    start = m.expmap0(torch.tensor(tangent, dtype=DT)).detach()
+    used = riemtorch.ManifoldParameter(start[:1].clone(), m)
+    unused = riemtorch.ManifoldParameter(start[1:].clone(), m)
+    opt = make([used, unused, *m.parameters()])
+    opt.zero_grad()
+    (m.dist0(used).sum() - 10 * m.k.abs()).backward()
+    assert unused.grad is None
+    opt.step()
+    assert float(m.k.detach().abs()) > 1.05  # the manifold changed
+    for point in (used, unused):
+        ok, reason = m.check_point(point.detach())
+        assert ok, reason
+    torch.testing.assert_close(unused.detach(), m.projx(start[1:]), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
 def test_hyperboloid_points_follow_a_stepped_curvature(make):
     lorentz = riemtorch.Lorentz(1.0, learnable=True, dtype=DT)
     x = lorentz.expmap0(torch.tensor([[0.0, 0.5, -0.3], [0.0, 1.0, 0.2]], dtype=DT))

@@ -227,17 +227,22 @@ class RiemannianOptimizer(torch.optim.Optimizer):
         partitions = [(group, *self._partition(group)) for group in self.param_groups]
         # Manifold parameters step first, in the geometry their gradients were computed in;
         # the plain ones may include a manifold's own parameters (a learnable curvature), and
-        # the points of such a manifold are then projected onto its new version.
+        # the points of such a manifold are then projected onto its new version, those without
+        # a gradient in this step too.
         for group, _, batches in partitions:
             for manifold, params in batches:
                 self._step_batch(group, manifold, params)
         for group, plain, _ in partitions:
             if plain:
                 self._step_plain(group, plain, [p.grad for p in plain])
-        for _, _, batches in partitions:
+        for group, _, batches in partitions:
             for manifold, params in batches:
                 if _geometry_stepped(manifold):
                     self._project(manifold, params)
+            for p in group["params"]:
+                manifold = manifold_of(p)
+                if p.grad is None and manifold is not None and _geometry_stepped(manifold):
+                    self._project(manifold, [p])
         return loss
 
     def _project(self, manifold, params: Sequence[torch.Tensor]) -> None:
