@@ -333,6 +333,33 @@ def test_karcher_mean_names_the_sample_that_is_not_positive_definite(threads):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("metric", ["bw", "gbw"])
+def test_bures_wasserstein_statistics_name_a_sample_that_is_not_positive(metric):
+    # the barycenter takes square roots of congruent forms of the samples: without the check
+    # an indefinite sample counted as its positive part (and -X as the zero matrix)
+    m = (riemtorch.SPDBuresWasserstein() if metric == "bw" else
+         riemtorch.SPDGeneralizedBuresWasserstein(spd(()).detach() + torch.eye(5, dtype=F64)))
+    g = torch.Generator().manual_seed(4)
+    x = riemtorch.SPDAffineInvariant().random(6, 2, n=5, dtype=F64, generator=g)
+    bad = x.clone()
+    bad[4, 1] = -bad[4, 1]
+    with pytest.raises(ValueError, match="sample 4 of the batch has a negative eigenvalue"):
+        m.frechet_mean(bad)
+    with pytest.raises(ValueError, match="negative eigenvalue"):
+        m.frechet_variance(bad)
+    with pytest.raises(ValueError, match="second point has a negative eigenvalue"):
+        m.dist2(x[0, 0], -x[0, 0])
+    with pytest.raises(ValueError, match="sample 4 of the batch"):
+        riemtorch.nn.SPDBatchNorm(5, metric=metric, channels=(2,), dtype=F64)(bad)
+    # positive semidefinite samples (rank deficient, zero) stay valid input
+    low = torch.randn(6, 2, 5, 3, dtype=F64, generator=g)
+    singular = low @ low.transpose(-1, -2)
+    singular[0, 0] = 0.0
+    mean = m.frechet_mean(torch.cat([x, singular]))
+    assert bool(torch.isfinite(mean).all())
+    assert bool((torch.linalg.eigvalsh(mean) > 0).all())
+
+
 def test_bad_input_raises_clear_errors():
     m = riemtorch.SPDAffineInvariant()
     x = spd((2,))

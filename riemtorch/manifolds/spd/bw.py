@@ -9,6 +9,7 @@
 
 import torch
 
+from riemtorch import config
 from riemtorch.linalg import congruence
 from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.lyapunov import solve_lyapunov
@@ -62,7 +63,12 @@ def bw_dist2(x, y, method="eigh"):
     chol = common.cholesky(x)
     product = sym(chol.transpose(-1, -2) @ y @ chol)
     if method == "eigh":
-        cross = safe_sqrt(eigvalsh(product)).sum(-1)
+        lam = eigvalsh(product)
+        if config.validating() and bool(common.clearly_negative(lam).any()):
+            # C^T Y C has the inertia of Y: its square root would be that of Y's positive part
+            raise ValueError("point is not positive definite: the second point has a negative "
+                             "eigenvalue")
+        cross = safe_sqrt(lam).sum(-1)
     else:
         cross = _trace(barycenter.sqrtm_by(product, method))
     return _trace(x) + _trace(y) - 2 * cross

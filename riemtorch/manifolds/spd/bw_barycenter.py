@@ -457,6 +457,7 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     """
     method = check_method(method)
     input_dtype = input_dtype or xs.dtype
+    common.check_positive_samples(xs)
     with torch.no_grad():
         s, converged = barycenter_fixed_point(xs, w, float(tol), int(max_iter), method)
     if not (torch.is_grad_enabled() and (xs.requires_grad or w.requires_grad)):

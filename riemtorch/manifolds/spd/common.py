@@ -48,6 +48,32 @@ def cholesky(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"point is not positive definite: {err}") from None
 
 
+def clearly_negative(lam: torch.Tensor) -> torch.Tensor:
+    """Per matrix, whether the eigenvalues ``lam`` ``(..., n)`` include one below ``-n eps``
+    times the largest magnitude: beyond the rounding of a positive semidefinite matrix."""
+    top = lam.abs().amax(-1)
+    return lam.amin(-1) < -lam.shape[-1] * torch.finfo(lam.dtype).eps * top
+
+
+def check_positive_samples(xs: torch.Tensor) -> None:
+    """With validation on, ``ValueError`` naming the first sample of ``xs`` ``(N, ..., n, n)``
+    with an eigenvalue below ``-n eps tr(X_i)`` (at most ``-n eps`` times its largest one:
+    clearly negative, beyond rounding), found by a Cholesky factorisation of each sample shifted
+    by that much. For solvers that would otherwise take such a sample's square root as that of
+    its positive part."""
+    if not config.validating():
+        return
+    n = xs.shape[-1]
+    trace = torch.diagonal(xs, dim1=-2, dim2=-1).sum(-1)
+    shift = (n * torch.finfo(xs.dtype).eps) * trace.clamp_min(torch.finfo(xs.dtype).tiny)
+    eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
+    info = torch.linalg.cholesky_ex(xs + shift[..., None, None] * eye).info
+    failed = info.reshape(info.shape[0], -1).ne(0).any(-1)
+    if bool(failed.any()):
+        raise ValueError(f"point is not positive definite: sample {int(failed.nonzero()[0])} "
+                         "of the batch has a negative eigenvalue")
+
+
 def whiten(chol: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``L^-1 U L^-T`` for lower triangular ``L`` and symmetric ``U`` (two triangular solves)."""
     half = torch.linalg.solve_triangular(chol, u, upper=False)
