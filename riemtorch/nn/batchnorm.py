@@ -11,6 +11,18 @@ learnable bias ``B``:
 Running statistics: ``mu_run <- geodesic(mu_run, mu, momentum)``,
 ``v_run <- (1 - momentum) v_run + momentum v``; registered buffers, used in eval mode.
 
+With validation on (:mod:`riemtorch.config`), the manifold operations check the input samples;
+the steps that see only values the layer made (the centred samples, the statistics, the bias)
+run without value checks. Those would compare rounding with rounding where a batch has no
+spread: the centred samples of identical matrices are zero up to rounding, so the relative
+symmetry check of a tangent vector fails on them.
+
+On a manifold whose points move with its learnable parameters (a learnable curvature, see
+:attr:`~riemtorch.manifolds.Manifold.points_follow_parameters`), the running mean, and the bias
+when it is not learned, are projected onto the current manifold (``projx``) where they are used:
+they were made for the geometry of an earlier step. A learned bias is projected by the
+optimizers of :mod:`riemtorch.optim` after they step the geometry.
+
 On SPD manifolds the whole normalisation (statistics, centring, scaling, moving to the bias)
 runs in the working dtype of the numerical policy (:mod:`riemtorch.config`; float64 for float32
 input) and is rounded once at the end. The manifolds compute each operation in that dtype
@@ -18,6 +30,7 @@ anyway; rounding between the operations would lose the small eigenvalues of the 
 (their condition number reaches the product of those of the samples and the mean).
 """
 
+import contextlib
 import functools
 import math
 import numbers
@@ -49,6 +62,14 @@ def _outside_compiled_graphs(fn):
         return disabled[0](*args, **kwargs)
 
     return call
+
+
+def _unchecked():
+    """Context in which manifold operations skip their value checks, for the steps of a forward
+    pass that see only values the layer made (a no-op where checks are off anyway)."""
+    if not config.validating():
+        return contextlib.nullcontext()
+    return config.override(validate=False)
 
 
 class RiemannianBatchNorm(nn.Module):
@@ -175,29 +196,43 @@ class RiemannianBatchNorm(nn.Module):
         distances (gyro) or squared norms (transport) at the origin: no second pass over the
         batch is needed."""
         m = self.manifold
-        origin = m.origin_like(centred)
-        sq = m.dist2(origin, centred) if self.gyro else m.inner(origin, centred)
+        with _unchecked():
+            origin = m.origin_like(centred)
+            sq = m.dist2(origin, centred) if self.gyro else m.inner(origin, centred)
         return sq.mean(0)
 
     def _finish(self, centred: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Scale the dispersion and move to the bias."""
         m = self.manifold
-        scale, bias = self.scale.to(centred.dtype), self.bias.to(centred.dtype)
+        scale = self.scale.to(centred.dtype)
+        bias = self.bias if self.bias.requires_grad else self._on_manifold(self.bias)
+        bias = bias.to(centred.dtype)
         factor = scale / (var + self.eps).sqrt() if self.normalize_variance else None
-        if self.gyro:
+        with _unchecked():
+            if self.gyro:
+                if factor is not None:
+                    batch = centred.shape[: centred.dim() - m.ndim]
+                    centred = m.gyroscalarmul(factor.expand(batch), centred)
+                return m.gyroadd(bias, centred)
             if factor is not None:
-                batch = centred.shape[: centred.dim() - m.ndim]
-                centred = m.gyroscalarmul(factor.expand(batch), centred)
-            return m.gyroadd(bias, centred)
-        if factor is not None:
-            centred = m.scale_tangent(factor, centred)
-        return m.uncenter(centred, bias)
+                centred = m.scale_tangent(factor, centred)
+            return m.uncenter(centred, bias)
+
+    def _on_manifold(self, point: torch.Tensor) -> torch.Tensor:
+        """``point`` (the running mean, a bias that is not learned) projected onto the manifold
+        as it is now, where its points move with learnable parameters; ``point`` itself
+        elsewhere."""
+        m = self.manifold
+        if not (m.points_follow_parameters and any(q.requires_grad for q in m.parameters())):
+            return point
+        with _unchecked():
+            return m.projx(point)
 
     # Kept out of compiled graphs: AOT autograd (torch 2.13) drops the batch-variance term of
     # this in-place buffer update, leaving running_var at (1 - momentum) * running_var.
     @_outside_compiled_graphs
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, hint=None) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), _unchecked():
             self.running_mean.copy_(self._running_mean_step(mean, hint))
             self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
 
@@ -205,7 +240,7 @@ class RiemannianBatchNorm(nn.Module):
         """The running mean moved toward the batch ``mean`` by ``momentum`` along their
         geodesic; ``hint`` is what a subclass's normalisation passed along to make that cheaper
         (unused here)."""
-        return self.manifold.geodesic(self.running_mean, mean, self.momentum)
+        return self.manifold.geodesic(self._on_manifold(self.running_mean), mean, self.momentum)
 
     def _uses_batch_statistics(self, x: torch.Tensor) -> bool:
         """Check the input shape; whether this call normalises with batch statistics."""
@@ -214,16 +249,33 @@ class RiemannianBatchNorm(nn.Module):
                              f"got {tuple(x.shape)}")
         if not (self.training or not self.track_running_stats):
             return False
-        if x.shape[0] < 2 and self.training:
-            raise ValueError("batch normalisation needs more than one sample per batch in training")
+        if self.training and not self.sync:
+            self._check_batch_size(x.shape[0])
         return True
+
+    def _check_batch_size(self, size: int) -> None:
+        """Training needs two samples or more per batch: in this process, or over all ranks
+        when the statistics are synchronised (as ``torch.nn.SyncBatchNorm``; every rank sees
+        the same global size, so all of them raise together)."""
+        if size < 2:
+            where = "over all ranks" if self.sync else "per batch"
+            raise ValueError(f"batch normalisation needs more than one sample {where} in "
+                             f"training, got {size}")
+
+    def _check_batch(self, x: torch.Tensor) -> None:
+        """Value checks of the samples whose batch mean is about to be taken; none here: the
+        manifold's Fréchet mean checks its input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._uses_batch_statistics(x):
-            return self.normalize(x, self.running_mean, self.running_var)
+            return self.normalize(x, self._on_manifold(self.running_mean), self.running_var)
         dtype, (xs,) = self._promote(x)
         sync = self.sync and self.training
         batch = gather_batch(xs, self.process_group) if sync else xs
+        if sync:
+            self._check_batch_size(batch.shape[0])
+        # after gathering: every rank sees the same samples and raises with the others
+        self._check_batch(batch)
         mean = self._batch_mean(batch, dtype)
         centred = self._centre(batch, mean)
         var = self._variance(centred)

@@ -133,11 +133,18 @@ class SPDBatchNorm(RiemannianBatchNorm):
         running = self.running_mean.to(root.dtype)
         return running_mean_step(running, root, inv_root, self.momentum).to(mean.dtype)
 
+    def _check_batch(self, x: torch.Tensor) -> None:
+        """With validation on, ``ValueError`` unless ``x`` holds symmetric matrices with finite
+        entries: the batch means take their samples unchecked, and a NaN would reach ``eigh``
+        as a LAPACK error. The same check for every metric (the fused form also runs it on
+        its input in eval mode)."""
+        common.check_matrices(x, "input")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._fused():
             return super().forward(x)
         batch_stats = self._uses_batch_statistics(x)
-        common.check_matrices(x, "input")
+        self._check_batch(x)
         dtype, (xs, scale) = common.promote(x, self.scale)
         options = dict(eps=self.eps, tol=default_mean_tolerance(dtype),
                        max_iter=100 if self.mean_iters is None else self.mean_iters,

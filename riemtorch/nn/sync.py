@@ -5,6 +5,8 @@ Fréchet statistics of the whole global batch, so ``N`` ranks with ``b`` samples
 outputs, running statistics and (DDP-averaged) gradients of one process with ``N * b`` samples.
 Samples are small (matrices of a few hundred entries), so gathering them costs less than
 reducing every iteration of an iterative mean, and it works for every mean solver unchanged.
+As in ``torch.nn.SyncBatchNorm``, training needs more than one sample in the global batch, not
+in each rank's: a rank may hold a single sample.
 """
 
 import torch
