@@ -23,8 +23,9 @@ class Lorentz(ConstantCurvature):
     operations of the Poincaré ball of curvature ``-1/k`` transported by the isometry
     :meth:`lorentz_to_poincare`; the origin ``(sqrt(k), 0, ..., 0)`` is the identity.
 
-    Fréchet mean: the Karcher flow started at the closed-form Lorentz :meth:`centroid`
-    (Law et al. 2019).
+    Fréchet mean: the damped Karcher flow
+    (:meth:`~riemtorch.manifolds.base.Manifold.frechet_mean`) started at the closed-form Lorentz
+    :meth:`centroid` (Law et al. 2019).
 
     Parameters
     ----------
