@@ -356,3 +356,12 @@ def test_transport_far_from_the_origin_is_an_isometry(dtype, radius, tol):
     v = m.transp(m.origin(n=3, dtype=F64), x, -ray)
     torch.testing.assert_close(m.norm(y, m.transp(x, y, v)), torch.tensor(1.0, dtype=F64),
                                rtol=1e-12, atol=0)
+
+
+def test_a_point_off_a_learnable_hyperboloid_is_reported_without_a_warning():
+    # the report's numbers come from the learnable k: read without its autograd history
+    m = Lorentz(1.0, learnable=True, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok, reason = m.check_point(torch.tensor([[2.0, 0.1, 0.1]], dtype=F64))
+    assert not ok and "differs from -k = -1 by 2.98" in reason

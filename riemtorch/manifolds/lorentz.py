@@ -62,7 +62,7 @@ class Lorentz(ConstantCurvature):
         # <x, x>_L cancels terms of size |x|^2, so its rounding error grows like |x|^2.
         excess = (lm.minkowski_inner(x, x) + k).abs() - (atol * k + rtol * x.square().sum(-1))
         if bool(excess.amax() > 0):
-            worst = (lm.minkowski_inner(x, x) + k).abs().amax()
+            worst = (lm.minkowski_inner(x, x) + k).abs().amax().detach()
             return False, (f"<x, x>_L differs from -k = {-float(self.k.detach()):g} "
                            f"by {float(worst):.3g} "
                            f"(tolerance atol*k + rtol*|x|^2, atol={atol:g}, rtol={rtol:g})")
