@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import riemtorch
 from riemtorch.nn import SPDBatchNorm
 from riemtorch.nn.batchnorm import GyroBatchNorm, RiemannianBatchNorm
-from test_ddp import MODELS, free_port
+from test_ddp import MODELS, check_ranks_equal_one_process
 
 F64 = torch.float64
 CLOSE = dict(rtol=1e-10, atol=1e-10)
@@ -126,54 +125,9 @@ def test_points_made_for_an_earlier_curvature_are_projected_onto_a_shrunk_ball()
 
 
 # ---- synchronised statistics with unequal local batches ---------------------------------------
-SIZES = (1, 6)
-
-
-def run(name, x, world=1):
-    """``test_ddp.run`` with the loss averaged over the global batch: DDP averages the ranks'
-    gradients, so each rank's sum is weighted by ``world / global size``."""
-    build, _ = MODELS[name]
-    torch.manual_seed(0)
-    model = build()
-    if world > 1:
-        riemtorch.nn.convert_sync_batchnorm(model)
-        model = torch.nn.parallel.DistributedDataParallel(model)
-    out = model(x)
-    (out.square().sum() * world / sum(SIZES)).backward()
-    core = model.module if world > 1 else model
-    bn = next(m for m in core.modules() if isinstance(m, RiemannianBatchNorm))
-    return {"out": out.detach(), "running_mean": bn.running_mean.clone(),
-            "running_var": bn.running_var.clone(),
-            "grads": [p.grad.clone() for p in core.parameters() if p.grad is not None]}
-
-
-def _worker(rank, world, port, name, path):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
-    try:
-        x = MODELS[name][1](torch.Generator().manual_seed(1))
-        start = sum(SIZES[:rank])
-        torch.save(run(name, x[start:start + SIZES[rank]], world), f"{path}.{rank}")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_a_rank_with_one_sample_joins_the_global_batch(name, tmp_path):
-    path = str(tmp_path / "result")
-    mp.spawn(_worker, args=(len(SIZES), free_port(), name, path), nprocs=len(SIZES), join=True)
-    ranks = [torch.load(f"{path}.{r}", weights_only=True) for r in range(len(SIZES))]
-    whole = run(name, MODELS[name][1](torch.Generator().manual_seed(1))[:sum(SIZES)])
-    torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), whole["out"], **CLOSE)
-    for r in ranks:
-        torch.testing.assert_close(r["running_mean"], whole["running_mean"], **CLOSE)
-        torch.testing.assert_close(r["running_var"], whole["running_var"], **CLOSE)
-        assert len(r["grads"]) == len(whole["grads"])
-        for g, h in zip(r["grads"], whole["grads"]):
-            torch.testing.assert_close(g, h, **CLOSE)
+    check_ranks_equal_one_process(name, (1, 6), str(tmp_path / "result"))
 
 
 def test_sync_layer_outside_a_process_group_still_needs_two_samples():

@@ -44,7 +44,11 @@ class _Normalize(torch.nn.Module):
 MODELS = {"sphere": (sphere_model, sphere_input), "spd": (spd_model, spd_input)}
 
 
-def run(name, x, rank=0, world=1):
+def run(name, x, world=1, total=None):
+    """Outputs, running statistics and gradients of the model on ``x``, one rank's part of a
+    global batch of ``total`` samples (default: ``x`` is the whole batch). The loss is the
+    global batch's mean square: DDP averages the ranks' gradients, so each rank weighs its
+    samples by ``world / total``."""
     build, _ = MODELS[name]
     torch.manual_seed(0)
     model = build()
@@ -52,7 +56,8 @@ def run(name, x, rank=0, world=1):
         riemtorch.nn.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(model)
     out = model(x)
-    out.square().mean().backward()
+    total = x.shape[0] if total is None else total
+    (out.square().mean() * (out.shape[0] * world / total)).backward()
     core = model.module if world > 1 else model
     bn = next(m for m in core.modules() if isinstance(m, RiemannianBatchNorm))
     return {"out": out.detach(), "running_mean": bn.running_mean.clone(),
@@ -60,12 +65,13 @@ def run(name, x, rank=0, world=1):
             "grads": [p.grad.clone() for p in core.parameters() if p.grad is not None]}
 
 
-def _worker(rank, world, port, name, path):
+def _worker(rank, sizes, port, name, path):
+    world = len(sizes)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         x = MODELS[name][1](torch.Generator().manual_seed(1))
-        half = BATCH // world
-        torch.save(run(name, x[rank * half:(rank + 1) * half], rank, world), f"{path}.{rank}")
+        start = sum(sizes[:rank])
+        torch.save(run(name, x[start:start + sizes[rank]], world, sum(sizes)), f"{path}.{rank}")
         # both ranks done before either tears the group down (gloo can abort a process whose
         # peer closed the connection first)
         dist.barrier()
@@ -79,21 +85,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_two_ranks_equal_one_process_with_the_whole_batch(name, tmp_path):
-    if name == "spd" and not hasattr(riemtorch.nn, "SPDBatchNorm"):
-        pytest.skip("needs SPDBatchNorm")
-    path = str(tmp_path / "result")
-    mp.spawn(_worker, args=(2, free_port(), name, path), nprocs=2, join=True)
-    ranks = [torch.load(f"{path}.{r}", weights_only=True) for r in range(2)]
-    whole = run(name, MODELS[name][1](torch.Generator().manual_seed(1)))
+def check_ranks_equal_one_process(name, sizes, path):
+    """Ranks with local batches of ``sizes`` give the outputs, running statistics and
+    gradients of one process with the whole batch (float64, 1e-10)."""
+    mp.spawn(_worker, args=(tuple(sizes), free_port(), name, path), nprocs=len(sizes),
+             join=True)
+    ranks = [torch.load(f"{path}.{r}", weights_only=True) for r in range(len(sizes))]
+    whole = run(name, MODELS[name][1](torch.Generator().manual_seed(1))[:sum(sizes)])
     close = dict(rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), whole["out"], **close)
     for r in ranks:
         torch.testing.assert_close(r["running_mean"], whole["running_mean"], **close)
         torch.testing.assert_close(r["running_var"], whole["running_var"], **close)
+        assert len(r["grads"]) == len(whole["grads"])
         for g, h in zip(r["grads"], whole["grads"]):
             torch.testing.assert_close(g, h, **close)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_two_ranks_equal_one_process_with_the_whole_batch(name, tmp_path):
+    check_ranks_equal_one_process(name, (BATCH // 2, BATCH // 2), str(tmp_path / "result"))
 
 
 def test_without_process_group_sync_is_a_no_op():
