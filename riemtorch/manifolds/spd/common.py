@@ -64,10 +64,11 @@ def check_positive_samples(xs: torch.Tensor) -> None:
     if not config.validating():
         return
     n = xs.shape[-1]
-    trace = torch.diagonal(xs, dim1=-2, dim2=-1).sum(-1)
-    shift = (n * torch.finfo(xs.dtype).eps) * trace.clamp_min(torch.finfo(xs.dtype).tiny)
-    eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
-    info = torch.linalg.cholesky_ex(xs + shift[..., None, None] * eye).info
+    with torch.no_grad():
+        trace = torch.diagonal(xs, dim1=-2, dim2=-1).sum(-1)
+        shift = (n * torch.finfo(xs.dtype).eps) * trace.clamp_min(torch.finfo(xs.dtype).tiny)
+        eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
+        info = torch.linalg.cholesky_ex(xs + shift[..., None, None] * eye).info
     failed = info.reshape(info.shape[0], -1).ne(0).any(-1)
     if bool(failed.any()):
         raise ValueError(f"point is not positive definite: sample {int(failed.nonzero()[0])} "
