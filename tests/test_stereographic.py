@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from riemtorch import PoincareBall, Stereographic
+from riemtorch import Lorentz, PoincareBall, Stereographic
 from riemtorch.manifolds import stereographic_math as sm
 
 F64 = torch.float64
@@ -401,3 +401,20 @@ def test_gyration_stays_a_rotation_where_the_sum_nears_the_pole(dtype):
     # D = 0 exactly: a and b parallel, where the gyration is the identity.
     a, b = torch.tensor([2.0, 0.0, 0.0], dtype=dtype), torch.tensor([0.5, 0.0, 0.0], dtype=dtype)
     torch.testing.assert_close(sm.gyration(a, b, w, k=k), w)
+
+
+def test_a_curvature_given_as_a_tensor_is_copied():
+    # training one manifold's curvature must leave the caller's tensor, and the manifolds made
+    # from it, unchanged; a tensor's curvature is kept in float64 like a number's
+    k = torch.tensor(-1.0, dtype=F64)
+    trained = Stereographic(k, learnable=True)
+    fixed = Stereographic(k)
+    ball = PoincareBall(torch.tensor(1.0, dtype=F64))
+    opt = torch.optim.SGD(trained.parameters(), lr=0.5)
+    x = torch.tensor([[0.3, 0.4]], dtype=F64)
+    trained.dist(x, -x).sum().backward()
+    opt.step()
+    assert float(trained.k.detach()) != -1.0
+    assert float(k) == -1.0 and float(fixed.k) == -1.0 and float(ball.c) == 1.0
+    assert PoincareBall(torch.tensor(0.3)).c.dtype == F64
+    assert Lorentz(torch.tensor(2)).k.dtype == F64

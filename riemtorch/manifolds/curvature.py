@@ -9,12 +9,13 @@ from riemtorch.manifolds.base import Manifold
 
 
 def curvature_tensor(value, name: str, dtype):
-    """A 0-dim curvature tensor from a number or tensor (float64 unless ``dtype`` says else)."""
+    """A 0-dim curvature tensor of its own from a number or tensor (float64 unless ``dtype``
+    says else): a tensor given is copied, so that training the manifold's curvature leaves it,
+    and other manifolds made from it, unchanged."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
-        t = value.detach().reshape(()).to(dtype or (value.dtype if value.is_floating_point()
-                                                    else torch.float64))
+        t = value.detach().reshape(()).to(dtype or torch.float64, copy=True)
     elif isinstance(value, numbers.Real):
         t = torch.tensor(float(value), dtype=dtype or torch.float64)
     else:
