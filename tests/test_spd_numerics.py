@@ -381,6 +381,19 @@ def test_bures_wasserstein_barycenter_reaches_tol_at_condition_1e8(seed):
     assert float((mean - plain).norm() / plain.norm()) < 1e-7
 
 
+def test_affine_invariant_distance_floors_like_the_logarithm():
+    # at condition numbers 1e10 the whitened spectrum can hold a rounding eigenvalue <= 0: the
+    # distance took log(tiny) = -708 for it; it now floors as logm does, so dist = |Log|
+    aim = riemtorch.SPDAffineInvariant()
+    x, y = spd((2,), n=4, cond=1e10, seed=5)
+    d = aim.dist(x, y)
+    assert float(d) < 60
+    torch.testing.assert_close(d, aim.norm(x, aim.logmap(x, y)), rtol=1e-6, atol=0)
+    torch.testing.assert_close(aim.dist(y, x), aim.norm(y, aim.logmap(y, x)), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="not positive definite"):
+        aim.dist(torch.eye(2, dtype=F64), torch.diag(torch.tensor([1.0, -0.5], dtype=F64)))
+
+
 def test_bad_input_raises_clear_errors():
     m = riemtorch.SPDAffineInvariant()
     x = spd((2,))

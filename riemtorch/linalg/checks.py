@@ -50,6 +50,7 @@ def check_symmetric_matrix(x, name: str = "input") -> None:
     check_finite(x, name)
     if x.numel() == 0:
         return
+    x = x.detach()  # values only: no autograd history to build or to warn about
     asym = (x - x.transpose(-1, -2)).abs().amax()
     scale = x.abs().amax().clamp_min(torch.finfo(x.dtype).tiny)
     if bool(asym > config.symmetry_tolerance(x.dtype) * scale):

@@ -12,7 +12,7 @@ import torch
 from riemtorch.linalg.batched import eigh, eigvalsh, map_batch_chunks
 from riemtorch.linalg import spectral
 from riemtorch.linalg.safe import safe_sqrt
-from riemtorch.linalg.symmetric import apply_spectral, sym, working_dtype
+from riemtorch.linalg.symmetric import apply_spectral, floor_eigenvalues, sym, working_dtype
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.base import GyroSPDManifold
 
@@ -45,7 +45,9 @@ def _aim_dist2(x, y):
     chol = common.cholesky(x)
     half = torch.linalg.solve_triangular(chol, y, upper=False)
     lam = eigvalsh(torch.linalg.solve_triangular(chol, half.transpose(-1, -2), upper=False))
-    return torch.log(lam.clamp_min(torch.finfo(lam.dtype).tiny)).square().sum(-1)
+    # the floor of logm (so that the distance is the norm of the logarithm); with validation
+    # on, a clearly negative eigenvalue (Y not positive definite) raises
+    return floor_eigenvalues(lam, lam.dtype).log().square().sum(-1)
 
 
 def aim_dist2(x, y):
