@@ -394,6 +394,27 @@ def test_affine_invariant_distance_floors_like_the_logarithm():
         aim.dist(torch.eye(2, dtype=F64), torch.diag(torch.tensor([1.0, -0.5], dtype=F64)))
 
 
+@pytest.mark.parametrize("method", ["eigh", "newton_schulz"])
+def test_bures_wasserstein_maps_reject_an_indefinite_point(method):
+    # the transport's kernels and the Newton-Schulz roots gave NaN for it
+    eye, bad = torch.eye(2, dtype=F64), torch.diag(torch.tensor([1.0, -0.5], dtype=F64))
+    for m in (riemtorch.SPDBuresWasserstein(sqrtm_method=method),
+              riemtorch.SPDGeneralizedBuresWasserstein(2 * eye, sqrtm_method=method)):
+        with pytest.raises(ValueError, match="second point has a negative eigenvalue"):
+            m.transp(eye, bad, eye)
+        with pytest.raises(ValueError, match="first point has a negative eigenvalue"):
+            m.transp(bad, eye, eye)
+        for verb in (m.dist, m.logmap, lambda a, b: m.geodesic(a, b, 0.5)):
+            with pytest.raises(ValueError, match="not positive definite"):
+                verb(eye, bad)
+
+
+def test_generalized_bures_wasserstein_names_a_size_mismatch_with_m():
+    m = riemtorch.SPDGeneralizedBuresWasserstein(torch.eye(3, dtype=F64))
+    with pytest.raises(ValueError, match="do not match the metric matrix M of size 3 x 3"):
+        m.dist(torch.eye(4, dtype=F64), torch.eye(4, dtype=F64))
+
+
 def test_bad_input_raises_clear_errors():
     m = riemtorch.SPDAffineInvariant()
     x = spd((2,))

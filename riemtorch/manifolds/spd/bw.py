@@ -45,6 +45,8 @@ def _root_product(x, y, method="eigh"):
     """``(X Y)^1/2 = C (C^T Y C)^1/2 C^-1`` with ``X = C C^T``."""
     chol = common.cholesky(x)
     ct = chol.transpose(-1, -2)
+    if method != "eigh":  # the eigh path's square root checks the eigenvalues it floors
+        common.check_positive_point(y)
     root = barycenter.sqrtm_by(sym(ct @ y @ chol), method)
     # (C S C^-1) = (C^-T (C S)^T)^T, a triangular solve instead of an inverse
     return torch.linalg.solve_triangular(ct, (chol @ root).transpose(-1, -2),
@@ -70,6 +72,7 @@ def bw_dist2(x, y, method="eigh"):
                              "eigenvalue")
         cross = safe_sqrt(lam).sum(-1)
     else:
+        common.check_positive_point(y)
         cross = _trace(barycenter.sqrtm_by(product, method))
     return _trace(x) + _trace(y) - 2 * cross
 
@@ -91,6 +94,8 @@ def bw_transp(x, y, v):
     and ``Y``). Both are the parallel transports along the geodesics to and from ``I``
     (Thanwerdas & Pennec), so the composite is an isometry, and it is the parallel transport
     along the geodesic from ``X`` to ``Y`` when ``X`` and ``Y`` commute."""
+    common.check_positive_point(x, "the first point")
+    common.check_positive_point(y)
     to_identity = _scale_in_eigenbasis(x, v, congruence.InverseHalfSumRoot())
     return _scale_in_eigenbasis(y, to_identity, congruence.HalfSumRoot())
 

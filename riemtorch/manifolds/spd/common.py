@@ -55,24 +55,36 @@ def clearly_negative(lam: torch.Tensor) -> torch.Tensor:
     return lam.amin(-1) < -lam.shape[-1] * torch.finfo(lam.dtype).eps * top
 
 
-def check_positive_samples(xs: torch.Tensor) -> None:
-    """With validation on, ``ValueError`` naming the first sample of ``xs`` ``(N, ..., n, n)``
-    with an eigenvalue below ``-n eps tr(X_i)`` (at most ``-n eps`` times its largest one:
-    clearly negative, beyond rounding), found by a Cholesky factorisation of each sample shifted
-    by that much. For solvers that would otherwise take such a sample's square root as that of
-    its positive part."""
-    if not config.validating():
-        return
+def _negative_eigenvalue(xs: torch.Tensor) -> torch.Tensor:
+    """Per matrix of ``xs`` ``(..., n, n)``, whether it has an eigenvalue below ``-n eps tr(X)``
+    (at most ``-n eps`` times its largest one: clearly negative, beyond rounding), found by a
+    Cholesky factorisation of the matrix shifted by that much (no autograd)."""
     n = xs.shape[-1]
     with torch.no_grad():
         trace = torch.diagonal(xs, dim1=-2, dim2=-1).sum(-1)
         shift = (n * torch.finfo(xs.dtype).eps) * trace.clamp_min(torch.finfo(xs.dtype).tiny)
         eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
-        info = torch.linalg.cholesky_ex(xs + shift[..., None, None] * eye).info
-    failed = info.reshape(info.shape[0], -1).ne(0).any(-1)
+        return torch.linalg.cholesky_ex(xs + shift[..., None, None] * eye).info != 0
+
+
+def check_positive_samples(xs: torch.Tensor) -> None:
+    """With validation on, ``ValueError`` naming the first sample of ``xs`` ``(N, ..., n, n)``
+    with a clearly negative eigenvalue, for solvers that would otherwise take such a sample's
+    square root as that of its positive part."""
+    if not config.validating():
+        return
+    failed = _negative_eigenvalue(xs)
+    failed = failed.reshape(failed.shape[0], -1).any(-1)
     if bool(failed.any()):
         raise ValueError(f"point is not positive definite: sample {int(failed.nonzero()[0])} "
                          "of the batch has a negative eigenvalue")
+
+
+def check_positive_point(y: torch.Tensor, name: str = "the second point") -> None:
+    """With validation on, ``ValueError`` where a matrix of ``y`` has a clearly negative
+    eigenvalue (for the maps that take only a Cholesky factor of the first point)."""
+    if config.validating() and bool(_negative_eigenvalue(y).any()):
+        raise ValueError(f"point is not positive definite: {name} has a negative eigenvalue")
 
 
 def whiten(chol: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,10 @@ class SPDGeneralizedBuresWasserstein(SPDManifold):
                 f"sqrtm_method={self.sqrtm_method!r}")
 
     def _roots(self, like):
+        if like.shape[-1] != self.M.shape[-1]:
+            raise ValueError(f"points of size {like.shape[-1]} x {like.shape[-1]} do not match "
+                             f"the metric matrix M of size {self.M.shape[-1]} x "
+                             f"{self.M.shape[-1]}")
         m = self.M.to(dtype=like.dtype, device=like.device)
         return sqrtm_invsqrtm_by(m, self.sqrtm_method)
 
