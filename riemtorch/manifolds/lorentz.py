@@ -13,9 +13,10 @@ class Lorentz(ConstantCurvature):
     """Hyperboloid ``{x in R^(d+1) : <x, x>_L = -k, x_0 > 0}`` of curvature ``-1/k``.
 
     Points and tangent vectors have shape ``(..., d + 1)``; the metric is the Minkowski product
-    ``<u, v>_L = -u_0 v_0 + sum_i u_i v_i``. Exponential and logarithm maps, distance and parallel
-    transport are closed forms; ``projx`` recomputes ``x_0 = sqrt(k + |x_{1:}|^2)`` from the spatial part
-    and ``expmap`` ends with it, so points stay on the hyperboloid over many steps. Distances and
+    ``<u, v>_L = -u_0 v_0 + sum_i u_i v_i``. Exponential and logarithm maps, distance and
+    parallel transport are closed forms; ``projx`` recomputes ``x_0 = sqrt(k + |x_{1:}|^2)``
+    from the spatial part and ``expmap`` ends with it, so points stay on the hyperboloid over
+    many steps. Distances and
     logarithms are accurate near and far from the origin, and distances have a finite gradient
     at ``x = y`` (see :mod:`riemtorch.manifolds.lorentz_math`). ``expmap`` is not: far from the
     origin its terms ``cosh(theta) x`` and ``sinh(theta) u / |u|`` are large and cancel where
