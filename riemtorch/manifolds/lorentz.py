@@ -16,13 +16,13 @@ class Lorentz(ConstantCurvature):
     ``<u, v>_L = -u_0 v_0 + sum_i u_i v_i``. Exponential and logarithm maps, distance and
     parallel transport are closed forms; ``projx`` recomputes ``x_0 = sqrt(k + |x_{1:}|^2)``
     from the spatial part and ``expmap`` ends with it, so points stay on the hyperboloid over
-    many steps. Distances and
-    logarithms are accurate near and far from the origin, and distances have a finite gradient
-    at ``x = y`` (see :mod:`riemtorch.manifolds.lorentz_math`). ``expmap`` is not: far from the
-    origin its terms ``cosh(theta) x`` and ``sinh(theta) u / |u|`` are large and cancel where
-    the step heads back toward the origin (float64, both points at distance ``r`` from the
-    origin and 20 random pairs: ``d(Exp_x(Log_x y), y)`` up to ``1e-6`` at ``r = 8``,
-    ``6e-4`` at 10, ``0.15`` at 12; ``1.5e-10`` at 5).
+    many steps. Distances and logarithms are accurate near and far from the origin, and
+    distances have a finite gradient at ``x = y`` (see :mod:`riemtorch.manifolds.lorentz_math`).
+    ``expmap`` is not: far from the origin its terms ``cosh(theta) x`` and
+    ``sinh(theta) u / |u|`` are large and cancel where the step heads back toward the origin
+    (float64, both points at distance ``r`` from the origin, 20 random pairs:
+    ``d(Exp_x(Log_x y), y)`` up to ``1.5e-10`` at ``r = 5``, ``1e-6`` at 8, ``6e-4`` at 10 and
+    ``0.15`` at 12).
 
     Gyro structure: ``gyroadd``, ``gyroinv``, ``gyroscalarmul`` and ``gyration`` are the Möbius
     operations of the Poincaré ball of curvature ``-1/k`` transported by the isometry
