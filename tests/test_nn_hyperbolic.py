@@ -115,3 +115,58 @@ def test_poincare_mlr_rejects_a_learnable_curvature_that_left_the_ball_domain():
         ball.k.fill_(0.25)  # a step took the curvature across zero
     with pytest.raises(ValueError, match="negative curvature.*k = 0.25"):
         mlr(x)
+
+
+def _ganea_logits(x, p, a, c):
+    """Ganea et al.'s logits with z = (-p) ⊕ x by the Möbius addition written out (float64)."""
+    z_list = []
+    for pk in p:
+        u, v = -pk, x
+        uv, u2, v2 = (u * v).sum(-1, keepdim=True), (u * u).sum(), (v * v).sum(-1, keepdim=True)
+        z_list.append(((1 + 2 * c * uv + c * v2) * u + (1 - c * u2) * v)
+                      / (1 + 2 * c * uv + c * c * u2 * v2))
+    z = torch.stack(z_list, -2)
+    a_norm = a.norm(dim=-1)
+    lam = 2 / (1 - c * (p * p).sum(-1))
+    arg = 2 * c ** 0.5 * (z * a).sum(-1) / ((1 - c * (z * z).sum(-1)) * a_norm)
+    return lam * a_norm / c ** 0.5 * torch.asinh(arg)
+
+
+# float64 at 15 from the origin: the reference's own 1 - |z|^2 keeps about four digits
+@pytest.mark.parametrize("dtype, radius, rtol", [(torch.float32, 7.0, 1e-3),
+                                                 (torch.float32, 9.0, 1e-3), (F64, 15.0, 2e-3)])
+def test_poincare_mlr_logits_of_points_far_apart(dtype, radius, rtol):
+    # z = (-p) ⊕ x was formed by the ball's gyroadd, which keeps a margin inside the boundary:
+    # the logits saturated for points far from the class points (float32, 9 from the origin:
+    # 34 % off)
+    ball = PoincareBall(1.0)
+    g = torch.Generator().manual_seed(0)
+    mlr = PoincareMLR(ball, 4, 3, dtype=dtype)
+
+    def far(count):
+        u = torch.randn(count, 4, dtype=F64, generator=g)
+        return ball.expmap0(u / u.norm(dim=-1, keepdim=True) * radius / 2).to(dtype)
+
+    with torch.no_grad():
+        mlr.points.copy_(far(3))
+    x = far(5)
+    logits = mlr(x)
+    a = ball.transp0(mlr.points.detach().double(), mlr.normals.detach().double())
+    reference = _ganea_logits(x.double(), mlr.points.detach().double(), a, 1.0)
+    torch.testing.assert_close(logits.double(), reference, rtol=rtol, atol=rtol)
+
+
+def test_lorentz_linear_with_time_scale_has_finite_gradients_at_the_origin():
+    # the origin maps to h = 0 at initialisation; h / |h| had a gradient of 1 / sqrt(tiny)
+    manifold = Lorentz(1.0)
+    for dtype in (torch.float32, F64):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(ExpMap0(manifold), LorentzLinear(manifold, 3, 4, time_scale=True,
+                                                                   dtype=dtype),
+                                  LorentzLinear(manifold, 4, 3, dtype=dtype), LogMap0(manifold))
+        out = net(torch.zeros(2, 2, dtype=dtype))
+        torch.testing.assert_close(out, torch.zeros_like(out))
+        out.sum().backward()
+        for param in net.parameters():
+            if param.grad is not None:
+                assert float(param.grad.abs().amax()) < 1e3

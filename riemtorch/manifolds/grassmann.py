@@ -143,12 +143,16 @@ class Grassmann(Manifold):
     # ---- Fréchet mean --------------------------------------------------------------------------
     def _initial_mean(self, x, w):
         """Dominant ``p``-subspace of the mean projector ``sum w_i x_i x_i^T``, with the basis
-        rotated towards ``x[0]`` (Procrustes), so that equal inputs give back ``x[0]``."""
+        rotated towards ``x[0]`` (Procrustes), so that equal inputs give back ``x[0]``. The
+        rotation is taken in the working dtype of the ``eigh``: in float32 the polar factor of
+        ``top^T x[0]``, ill-conditioned where ``x[0]`` is far from the subspace, could leave
+        the basis off orthonormal by more than the validation tolerance."""
         p = x.shape[-1]
         proj = (self.scale_tangent(w, x @ x.transpose(-1, -2))).sum(0)
         _, vecs = eigh(sym(proj))
-        top = vecs[..., -p:].to(x.dtype)
-        return sm.polar(top @ (top.transpose(-1, -2) @ x[0]))
+        top = vecs[..., -p:]
+        first = x[0].to(top.dtype)
+        return sm.polar(top @ (top.transpose(-1, -2) @ first)).to(x.dtype)
 
     # ---- gyro structure ------------------------------------------------------------------------
     def _origin_like(self, x):

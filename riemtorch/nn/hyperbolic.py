@@ -100,7 +100,11 @@ class LorentzLinear(nn.Module):
         if self.time_scale:
             t = (self.log_scale.exp() * torch.sigmoid(self.time_linear(x))
                  + k.sqrt() * (1 + 1e-3))
-            h = h * ((t.square() - k).clamp_min(0).sqrt() / safe_norm(h, keepdim=True))
+            # at h = 0 there is no direction to carry the distance: the output stays at the
+            # origin, with a zero gradient there instead of one through 1 / sqrt(tiny)
+            moved = h.square().sum(-1, keepdim=True) > 0
+            h = torch.where(moved, h * ((t.square() - k).clamp_min(0).sqrt()
+                                        / safe_norm(h, keepdim=True)), torch.zeros_like(h))
         # the time coordinate from the spatial part, also where h = 0 (no direction to carry
         # the learned distance: the origin) and without the rounding of t^2 - k
         return torch.cat([(h.square().sum(-1, keepdim=True) + k).sqrt(), h], dim=-1)
@@ -116,7 +120,10 @@ class PoincareMLR(nn.Module):
     (stored at the origin and transported to ``p_k``). Its logit is the signed distance to the
     hyperplane times the Riemannian norm of the normal:
     ``(lambda_p |a| / sqrt(c)) asinh(2 sqrt(c) <z, a> / ((1 - c |z|^2) |a|))`` with
-    ``z = (-p) ⊕ x``. As ``c -> 0`` it tends to the Euclidean ``4 (<x, a> - <p, a>)``.
+    ``z = (-p) ⊕ x``, evaluated from ``<p, x>``, ``<x, a>``, ``<p, a>``, ``|p|`` and ``|x|``
+    without forming ``z``: ``<z, a> / (1 - c |z|^2) = ((1 - c |p|^2) <x, a> - (1 - 2c <p, x> +
+    c |x|^2) <p, a>) / ((1 - c |p|^2) (1 - c |x|^2))``. As ``c -> 0`` it tends to the Euclidean
+    ``4 (<x, a> - <p, a>)``.
 
     Parameters
     ----------
@@ -155,8 +162,16 @@ class PoincareMLR(nn.Module):
         sqrt_c = c.sqrt()
         p = self.points
         a = m.transp0(p, self.normals)
-        z = m.gyroadd(-p, x.unsqueeze(-2))
         a_norm = safe_norm(a)
         lam_p = m.lambda_x(p)
-        arg = 2 * sqrt_c * (z * a).sum(-1) / ((1 - c * z.square().sum(-1)) * a_norm)
+        # <z, a> / (1 - c |z|^2) for z = (-p) ⊕ x from the inner products of p, x and a: the
+        # Möbius sum's denominator cancels, and no z is formed (the ball's gyroadd keeps its
+        # result a margin inside the boundary, which saturated the logits of points far from
+        # p: float32, 9 from the origin, 34 % off)
+        px, xa = x @ p.mT, x @ a.mT
+        pa = (p * a).sum(-1)
+        x2 = x.square().sum(-1, keepdim=True)
+        p_gap = 1 - c * p.square().sum(-1)
+        num = p_gap * xa - (1 - 2 * c * px + c * x2) * pa
+        arg = 2 * sqrt_c * num / (p_gap * (1 - c * x2) * a_norm)
         return lam_p * a_norm / sqrt_c * torch.asinh(arg)
