@@ -134,3 +134,20 @@ def test_sync_layer_outside_a_process_group_still_needs_two_samples():
     bn = riemtorch.nn.convert_sync_batchnorm(SPDBatchNorm(4, dtype=F64))
     with pytest.raises(ValueError, match="more than one sample"):
         bn(spd_batch(1))
+
+
+def test_a_dispersion_beyond_the_range_of_the_dtype_raises_instead_of_returning_nan():
+    # unit variance is about 32 curvature radii at k = 1e-3: cosh overflows (inf, then NaN)
+    torch.manual_seed(0)
+    manifold = riemtorch.Lorentz(1e-3)
+    x = manifold.random(16, n=4, std=0.3 * 1e-3 ** 0.5, dtype=F64)
+    with pytest.raises(ValueError, match="normalised batch is not finite"):
+        GyroBatchNorm(manifold, (4,), dtype=F64)(x)
+    # a target dispersion within range normalises the same batch
+    y = GyroBatchNorm(manifold, (4,), dtype=F64, learn_scale=False)
+    with torch.no_grad():
+        y.scale.fill_(0.05)
+    out = y(x)
+    assert bool(torch.isfinite(out).all())
+    ok, reason = manifold.check_point(out)
+    assert ok, reason

@@ -1,5 +1,6 @@
 """Synchronised batch statistics: 2 gloo processes with half batches = 1 process, whole batch."""
 
+import gc
 import socket
 
 import pytest
@@ -72,8 +73,10 @@ def _worker(rank, sizes, port, name, path):
         x = MODELS[name][1](torch.Generator().manual_seed(1))
         start = sum(sizes[:rank])
         torch.save(run(name, x[start:start + sizes[rank]], world, sum(sizes)), f"{path}.{rank}")
-        # both ranks done before either tears the group down (gloo can abort a process whose
+        # the DDP wrapper (held in reference cycles) goes before the group it uses, and both
+        # ranks are done before either tears the group down (gloo can abort a process whose
         # peer closed the connection first)
+        gc.collect()
         dist.barrier()
     finally:
         dist.destroy_process_group()

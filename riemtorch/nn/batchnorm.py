@@ -202,7 +202,9 @@ class RiemannianBatchNorm(nn.Module):
         return sq.mean(0)
 
     def _finish(self, centred: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-        """Scale the dispersion and move to the bias."""
+        """Scale the dispersion and move to the bias; with validation on, ``ValueError`` where
+        that leaves the range of the dtype (a dispersion scaled far beyond the manifold's
+        curvature radius)."""
         m = self.manifold
         scale = self.scale.to(centred.dtype)
         bias = self.bias if self.bias.requires_grad else self._on_manifold(self.bias)
@@ -213,10 +215,18 @@ class RiemannianBatchNorm(nn.Module):
                 if factor is not None:
                     batch = centred.shape[: centred.dim() - m.ndim]
                     centred = m.gyroscalarmul(factor.expand(batch), centred)
-                return m.gyroadd(bias, centred)
-            if factor is not None:
-                centred = m.scale_tangent(factor, centred)
-            return m.uncenter(centred, bias)
+                out = m.gyroadd(bias, centred)
+            else:
+                if factor is not None:
+                    centred = m.scale_tangent(factor, centred)
+                out = m.uncenter(centred, bias)
+        if config.validating() and not bool(torch.isfinite(out).all()):
+            wider = ", or work in float64" if out.dtype != torch.float64 else ""
+            raise ValueError(
+                f"the normalised batch is not finite in {out.dtype} on {m!r}: the target "
+                f"dispersion (scale) is too large for the curvature; lower the scale or the "
+                f"curvature's magnitude{wider}")
+        return out
 
     def _on_manifold(self, point: torch.Tensor) -> torch.Tensor:
         """``point`` (the running mean, a bias that is not learned) projected onto the manifold
