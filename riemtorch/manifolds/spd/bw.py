@@ -9,7 +9,6 @@
 
 import torch
 
-from riemtorch import config
 from riemtorch.linalg import congruence
 from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.lyapunov import solve_lyapunov
@@ -71,15 +70,11 @@ def bw_dist2(x, y, method="eigh"):
     about ``eps ||C||`` (a square root and a triangular solve more)."""
     chol = common.cholesky(x)
     product = sym(chol.transpose(-1, -2) @ y @ chol)
+    # C^T Y C has the inertia of Y: its square root would be that of Y's positive part
+    common.check_positive_point(y)
     if method == "eigh":
-        lam = eigvalsh(product)
-        if config.validating() and bool(common.clearly_negative(lam).any()):
-            # C^T Y C has the inertia of Y: its square root would be that of Y's positive part
-            raise ValueError("point is not positive definite: the second point has a negative "
-                             "eigenvalue")
-        cross = safe_sqrt(lam).sum(-1)
+        cross = safe_sqrt(eigvalsh(product)).sum(-1)
     else:
-        common.check_positive_point(y)
         cross = _trace(barycenter.sqrtm_by(product, method))
     total = _trace(x) + _trace(y)
     d2 = total - 2 * cross

@@ -48,13 +48,6 @@ def cholesky(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"point is not positive definite: {err}") from None
 
 
-def clearly_negative(lam: torch.Tensor) -> torch.Tensor:
-    """Per matrix, whether the eigenvalues ``lam`` ``(..., n)`` include one below ``-n eps``
-    times the largest magnitude: beyond the rounding of a positive semidefinite matrix."""
-    top = lam.abs().amax(-1)
-    return lam.amin(-1) < -lam.shape[-1] * torch.finfo(lam.dtype).eps * top
-
-
 def _negative_eigenvalue(xs: torch.Tensor) -> torch.Tensor:
     """Per matrix of ``xs`` ``(..., n, n)``, whether it has an eigenvalue below ``-n eps tr(X)``
     (at most ``-n eps`` times its largest one: clearly negative, beyond rounding), found by a
