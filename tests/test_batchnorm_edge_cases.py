@@ -45,10 +45,15 @@ def test_identical_samples_are_all_moved_to_the_bias(metric, power, gyro):
 
 
 @pytest.mark.parametrize("metric, power, gyro", NO_SPREAD)
-def test_one_sample_in_eval_with_batch_statistics_is_moved_to_the_bias(metric, power, gyro):
+def test_one_sample_in_eval_with_batch_statistics_raises_as_torch_does(metric, power, gyro):
+    # its own statistics would map any single sample to the bias
     bn = SPDBatchNorm(4, metric=metric, power=power, gyro=gyro, track_running_stats=False,
                       dtype=F64).eval()
-    torch.testing.assert_close(bn(spd_batch(1)), torch.eye(4, dtype=F64)[None], **CLOSE)
+    with pytest.raises(ValueError, match="more than one sample per batch, got 1"):
+        bn(spd_batch(1))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        torch.nn.BatchNorm1d(3, track_running_stats=False).eval()(torch.randn(1, 3))
+    assert bn(spd_batch(2)).shape == (2, 4, 4)
 
 
 # ---- non-finite input --------------------------------------------------------------------------

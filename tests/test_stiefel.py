@@ -251,3 +251,36 @@ def test_log_and_exp_pass_gradcheck_at_generic_points(metric):
     pair = (x.clone().requires_grad_(), y.clone().requires_grad_())
     assert torch.autograd.gradcheck(m.logmap, pair, atol=1e-6)
     assert torch.autograd.gradcheck(m.expmap, (pair[0], u.clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("cond", [1e2, 1e4, 1e6, 1e8])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("manifold", ["stiefel", "grassmann"])
+def test_projx_of_ill_conditioned_input_is_orthonormal_and_the_svd_polar_factor(
+        manifold, dtype, cond):
+    from riemtorch import Grassmann
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(6, 3, dtype=torch.float64, generator=g))[0]
+    r = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=g))[0]
+    y = (q @ torch.diag(torch.tensor([1.0, 0.5, 1 / cond], dtype=torch.float64)) @ r.T).to(dtype)
+    m = Stiefel() if manifold == "stiefel" else Grassmann()
+    x = m.projx(y)
+    assert x.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    assert (x.mT @ x - torch.eye(3, dtype=dtype)).abs().max() < 20 * eps
+    # the polar factor's sensitivity to the input's rounding is about eps * cond
+    reference = scipy.linalg.polar(y.double().numpy())[0]
+    np.testing.assert_allclose(x.double().numpy(), reference, atol=max(10 * eps, 1e-15 * cond))
+    # idempotent on orthonormal input
+    torch.testing.assert_close(m.projx(q.to(dtype)), q.to(dtype), rtol=0, atol=10 * eps)
+
+
+@pytest.mark.parametrize("manifold", ["stiefel", "grassmann"])
+def test_projx_of_rank_deficient_input_raises(manifold):
+    from riemtorch import Grassmann
+
+    m = Stiefel() if manifold == "stiefel" else Grassmann()
+    y = torch.tensor([[1.0, 2.0], [3.0, 6.0], [0.0, 0.0], [2.0, 4.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="rank deficient"):
+        m.projx(y)

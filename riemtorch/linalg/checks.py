@@ -34,6 +34,36 @@ def check_nonnegative_number(value, name: str) -> float:
     return float(value)
 
 
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int: an integer ``>= minimum``, else ``ValueError`` (``TypeError`` for a
+    non-integer, ``bool`` included: ``True`` is an int to Python, never a size or a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_finite_number(value, name: str) -> float:
+    """``value`` as a float: a finite number, else ``ValueError`` (``TypeError`` for a
+    non-number, ``bool`` included)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+def check_positive_number(value, name: str) -> float:
+    """``value`` as a float: a finite number ``> 0``, else ``ValueError`` (``TypeError`` for a
+    non-number, ``bool`` included)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value}")
+    return float(value)
+
+
 def check_finite(x: torch.Tensor, name: str = "input") -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or infinity (only when validation is on)."""
     if config.validating() and not bool(torch.isfinite(x).all()):

@@ -13,7 +13,8 @@ matrix.
 
 import torch
 
-from riemtorch.linalg.symmetric import as_dtype, eigh, sym
+from riemtorch.linalg.first_order import first_order
+from riemtorch.linalg.symmetric import as_dtype, sym, working_eigh
 
 
 class Kernel:
@@ -58,7 +59,7 @@ class _KernelCongruence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, kernel):
         # X keeps its own batch shape: a matrix shared by a batch of V is decomposed once
-        lam, u = eigh(x)
+        lam, u = working_eigh(x)
         ut = u.transpose(-1, -2)
         vt = ut @ v.to(u.dtype) @ u
         out = u @ (kernel.matrix(lam) * vt) @ ut
@@ -67,7 +68,7 @@ class _KernelCongruence(torch.autograd.Function):
         return as_dtype(out, torch.promote_types(x.dtype, v.dtype))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad):
         lam, u, vt = ctx.saved_tensors
         ut = u.transpose(-1, -2)

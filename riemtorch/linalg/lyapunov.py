@@ -4,7 +4,14 @@ import torch
 
 from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
-from riemtorch.linalg.symmetric import as_dtype, eigh, floor_eigenvalues, sym, working_dtype
+from riemtorch.linalg.first_order import first_order
+from riemtorch.linalg.symmetric import (
+    as_dtype,
+    floor_eigenvalues,
+    sym,
+    working_dtype,
+    working_eigh,
+)
 
 
 def lyapunov_in_eigenbasis(lam: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -17,10 +24,24 @@ def lyapunov_in_eigenbasis(lam: torch.Tensor, u: torch.Tensor, v: torch.Tensor) 
     return u @ ((ut @ v @ u) / (lam.unsqueeze(-1) + lam.unsqueeze(-2))) @ ut
 
 
+def _check_matching(a: torch.Tensor, b: torch.Tensor, names) -> None:
+    """``ValueError`` unless ``a`` and ``b`` (square) have one matrix size and batch shapes that
+    broadcast together."""
+    first, second = names
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"{first} {tuple(a.shape)} and {second} {tuple(b.shape)} differ in "
+                         "matrix size")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"{first} {tuple(a.shape)} and {second} {tuple(b.shape)} have batch "
+                         "shapes that do not broadcast") from None
+
+
 class _Lyapunov(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p, v):
-        lam, u = eigh(p)
+        lam, u = working_eigh(p)
         lam = floor_eigenvalues(lam, p.dtype)
         sol = lyapunov_in_eigenbasis(lam, u, v.to(lam.dtype))
         ctx.save_for_backward(lam, u, sol)
@@ -28,7 +49,7 @@ class _Lyapunov(torch.autograd.Function):
         return as_dtype(sol, torch.promote_types(p.dtype, v.dtype))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad):
         lam, u, sol = ctx.saved_tensors
         # The operator V -> L is self-adjoint; differentiating P L + L P = V in P gives
@@ -68,8 +89,7 @@ def solve_lyapunov(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     check_symmetric_matrix(p, "P")
     check_float_tensor(v, "V")
     check_square(v, "V")
-    if v.shape[-1] != p.shape[-1]:
-        raise ValueError(f"P {tuple(p.shape)} and V {tuple(v.shape)} differ in matrix size")
+    _check_matching(p, v, ("P", "V"))
     return _Lyapunov.apply(p, v)
 
 
@@ -92,6 +112,7 @@ def generalized_eigvalsh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     check_symmetric_matrix(a, "A")
     check_symmetric_matrix(b, "B")
+    _check_matching(a, b, ("A", "B"))
     dtype = torch.promote_types(a.dtype, b.dtype)
     work = working_dtype(dtype)
     a, b = a.to(work), b.to(work)

@@ -24,8 +24,10 @@ scaling, ``A / ||A|| = I - Z`` and ``sqrt(1 - z)`` is approximated by a rational
 
 import torch
 
-from riemtorch.linalg.checks import check_symmetric_matrix
-from riemtorch.linalg.symmetric import sym
+from riemtorch import config
+from riemtorch.linalg.checks import check_positive_int, check_symmetric_matrix
+from riemtorch.linalg.first_order import first_order
+from riemtorch.linalg.symmetric import sym, working_dtype
 
 
 def default_iterations(dtype: torch.dtype) -> int:
@@ -66,7 +68,7 @@ class _NewtonSchulzSqrt(torch.autograd.Function):
         return root, inv_root
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad_root, grad_inv):
         root, inv_root = ctx.saved_tensors
         g = torch.zeros_like(root) if grad_root is None else sym(grad_root)
@@ -75,6 +77,16 @@ class _NewtonSchulzSqrt(torch.autograd.Function):
             g = g - inv_root @ sym(grad_inv) @ inv_root
         # A = S S gives dA = S dS + dS S, so the gradient in A solves S X + X S = g.
         return _lyapunov_sign_iteration(root, g, ctx.iterations), None
+
+
+def _check_positive_definite(x: torch.Tensor) -> None:
+    """With validation on, ``ValueError`` unless every matrix of ``x`` has a Cholesky factor
+    (in the working dtype of the policy, as the SPD manifolds check their points)."""
+    if not config.validating() or x.numel() == 0:
+        return
+    info = torch.linalg.cholesky_ex(sym(x.detach().to(working_dtype(x.dtype)))).info
+    if bool((info != 0).any()):
+        raise ValueError("input is not positive definite (Cholesky factorisation failed)")
 
 
 def sqrtm_invsqrtm_newton_schulz(x: torch.Tensor, iterations: int = None):
@@ -92,9 +104,19 @@ def sqrtm_invsqrtm_newton_schulz(x: torch.Tensor, iterations: int = None):
     -------
     tuple of torch.Tensor
         Square roots and inverse square roots, each ``(..., n, n)``.
+
+    With validation on, ``ValueError`` for input that is not positive definite: the iteration
+    has no fixed point there and returns NaN.
     """
     check_symmetric_matrix(x)
-    iterations = default_iterations(x.dtype) if iterations is None else int(iterations)
-    if iterations < 1:
-        raise ValueError(f"iterations must be positive, got {iterations}")
+    if iterations is None:
+        iterations = default_iterations(x.dtype)
+    iterations = check_positive_int(iterations, "iterations")
+    _check_positive_definite(x)
+    return newton_schulz_roots(x, iterations)
+
+
+def newton_schulz_roots(x: torch.Tensor, iterations: int):
+    """:func:`sqrtm_invsqrtm_newton_schulz` without input checks, for callers that have checked
+    their SPD matrices already (the Bures-Wasserstein maps and barycenter, every iteration)."""
     return _NewtonSchulzSqrt.apply(x, iterations)

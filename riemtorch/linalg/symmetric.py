@@ -12,20 +12,27 @@ eigenvalues of SPD input are floored as stated in :mod:`riemtorch.config`.
 """
 
 import math
-import numbers
 from typing import Callable, Sequence, Tuple
 
 import torch
 
 from riemtorch import config
 from riemtorch.linalg import batched, spectral
-from riemtorch.linalg.checks import check_symmetric_matrix
+from riemtorch.linalg.checks import (
+    check_finite_number,
+    check_positive_number,
+    check_square,
+    check_symmetric_matrix,
+)
+from riemtorch.linalg.first_order import first_order
 
 
 def sym(x: torch.Tensor) -> torch.Tensor:
     """Symmetric part ``(X + X^T) / 2`` of ``(..., n, n)`` matrices (one new tensor: the halving
     is done in place on the sum, which autograd allows, as ``mul_`` by a number does not need
-    its input; integer input gives floats, as ``0.5 * (X + X^T)`` does)."""
+    its input; integer input gives floats, as ``0.5 * (X + X^T)`` does). ``ValueError`` for a
+    shape other than ``(..., n, n)``, which ``X + X^T`` would broadcast or reject obscurely."""
+    check_square(x)
     total = torch.add(x, x.transpose(-1, -2))
     return total.mul_(0.5) if total.is_floating_point() else 0.5 * total
 
@@ -55,9 +62,19 @@ def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def eigh(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` in the working dtype of the policy (results in that dtype)."""
+def working_eigh(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` in the working dtype of the policy (results in that dtype), without
+    input checks (for library internals; :func:`eigh` is the public form)."""
     return batched.eigh(x.to(working_dtype(x.dtype)))
+
+
+def eigh(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of symmetric matrices ``(..., n, n)``:
+    ``torch.linalg.eigh`` in the working dtype of the policy (results in that dtype), with the
+    checks of :func:`logm` (dtype and shape always; symmetry and finiteness when validation is
+    on)."""
+    check_symmetric_matrix(x, "input")
+    return working_eigh(x)
 
 
 def floor_eigenvalues(lam: torch.Tensor, input_dtype: torch.dtype) -> torch.Tensor:
@@ -65,6 +82,8 @@ def floor_eigenvalues(lam: torch.Tensor, input_dtype: torch.dtype) -> torch.Tens
 
     With validation on, raise ``ValueError`` for a clearly negative eigenvalue.
     """
+    if lam.shape[-1] == 0:  # 0 x 0 matrices: nothing to clamp (and no maximum to take)
+        return lam
     floor = config.eigenvalue_floor(input_dtype)
     top = lam.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(lam.dtype).tiny)
     if config.validating() and lam.numel() > 0:
@@ -75,6 +94,17 @@ def floor_eigenvalues(lam: torch.Tensor, input_dtype: torch.dtype) -> torch.Tens
                 f"{float(worst):.3g}"
             )
     return torch.maximum(lam, floor * top)
+
+
+def check_exp_range(lam: torch.Tensor, dtype: torch.dtype) -> None:
+    """With validation on, ``ValueError`` where ``exp`` of the eigenvalues ``lam`` overflows
+    ``dtype`` (the result would hold infinities and NaN)."""
+    if not config.validating() or lam.numel() == 0:
+        return
+    top, limit = float(lam.amax()), math.log(torch.finfo(dtype).max)
+    if top > limit:
+        raise ValueError(f"the matrix exponential overflows {dtype}: largest eigenvalue {top:.6g} "
+                         f"exceeds log(finfo.max) = {limit:.6g}")
 
 
 def _reconstruct(u: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -89,13 +119,15 @@ class _SymmetricFunctions(torch.autograd.Function):
         lam, u = batched.split_eigh(x.to(working_dtype(x.dtype)))
         if any(fn.needs_positive for fn in functions):
             lam = floor_eigenvalues(lam, x.dtype)
+        if any(fn is spectral.EXP for fn in functions):
+            check_exp_range(lam, x.dtype)
         ctx.functions = functions
         ctx.input_dtype = x.dtype
         ctx.save_for_backward(lam, u)
         return tuple(as_dtype(_reconstruct(u, fn.f(lam)), x.dtype) for fn in functions)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, *grads):
         lam, u = ctx.saved_tensors
         ut = u.transpose(-1, -2)
@@ -165,20 +197,14 @@ def expm(x: torch.Tensor) -> torch.Tensor:
 
 
 def powm(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Real power ``X^p`` of SPD matrices ``(..., n, n)``; ``p`` is a Python number."""
-    if not isinstance(p, (int, float)):
-        raise TypeError(f"p must be a Python int or float, got {type(p).__name__}")
-    return _public(x, (spectral.Power(p),))[0]
+    """Real power ``X^p`` of SPD matrices ``(..., n, n)``; ``p`` is a finite Python number."""
+    return _public(x, (spectral.Power(check_finite_number(p, "p")),))[0]
 
 
 def check_threshold(threshold) -> float:
     """A rectification threshold as a float: a finite positive number, else ``ValueError``
     (``TypeError`` for a non-number)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    if not (math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be a finite positive number, got {threshold}")
-    return float(threshold)
+    return check_positive_number(threshold, "threshold")
 
 
 def rectify(x: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from riemtorch import config
+from riemtorch.linalg.checks import check_nonnegative_number
 from riemtorch.linalg.safe import safe_sqrt
 
 
@@ -35,6 +36,19 @@ def input_tolerance(dtype: torch.dtype) -> float:
 ROLES = ("point", "tangent vector", "ambient")
 
 
+def _promote_arguments(args, kwargs, given):
+    """``args`` and ``kwargs`` with the tensors of ``given`` (``(position, name, tensor)``)
+    cast to their common dtype."""
+    dtype = functools.reduce(torch.promote_types, [value.dtype for _, _, value in given])
+    args, kwargs = list(args), dict(kwargs)
+    for i, name, value in given:
+        if i < len(args):
+            args[i] = value.to(dtype)
+        else:
+            kwargs[name] = value.to(dtype)
+    return tuple(args), kwargs
+
+
 def checks_inputs(*roles):
     """Decorate a public method whose leading arguments (after ``self``) have the given roles.
 
@@ -44,6 +58,11 @@ def checks_inputs(*roles):
     argument passed as ``None`` (an optional one) is skipped. The decorated method carries
     ``input_roles`` (``{argument: role}``); its body should call the plain formulas rather than
     other decorated methods, whose checks would repeat on the same tensors.
+
+    Checked arguments of different float dtypes are promoted to their common dtype (float32
+    with float64 gives float64), as torch's elementwise operations do and as the SPD metrics
+    do explicitly, so that methods built on matrix products accept them too; the result has
+    that dtype.
     """
     if any(role not in ROLES + (None,) for role in roles):
         raise ValueError(f"roles must be among {ROLES} or None, got {roles}")
@@ -55,10 +74,14 @@ def checks_inputs(*roles):
 
         @functools.wraps(method)
         def checked(self, *args, **kwargs):
+            given = []
             for i, name, role in checked_args:
                 value = args[i] if i < len(args) else kwargs.get(name)
                 if value is not None:
                     self._check_input(value, role, name, method.__name__)
+                    given.append((i, name, value))
+            if len(given) > 1 and any(value.dtype != given[0][2].dtype for _, _, value in given):
+                args, kwargs = _promote_arguments(args, kwargs, given)
             return method(self, *args, **kwargs)
 
         checked.input_roles = dict(zip(names, roles))
@@ -70,6 +93,15 @@ def checks_inputs(*roles):
 def default_mean_tolerance(dtype: torch.dtype) -> float:
     """Stopping tolerance of iterative means (norm of the last step): ``1e-5`` / ``1e-10``."""
     return 1e-5 if dtype == torch.float32 else 1e-10
+
+
+def mean_tolerance(tol, dtype: torch.dtype) -> float:
+    """The stopping tolerance of an iterative mean: ``tol`` checked (a finite number ``>= 0``,
+    else ``ValueError``; ``TypeError`` for a non-number), or :func:`default_mean_tolerance` of
+    ``dtype`` for ``None``."""
+    if tol is None:
+        return default_mean_tolerance(dtype)
+    return check_nonnegative_number(tol, "tol")
 
 
 def broadcast_batch(value: torch.Tensor, x: torch.Tensor, ndim: int, keepdim: bool):
@@ -152,9 +184,10 @@ class Manifold(nn.Module):
 
         Always (no cost on the device): a floating-point tensor (``TypeError``) of the point
         shape (``ValueError``). When validation is on (:mod:`riemtorch.config`): points and
-        tangent vectors are finite, and points lie on the manifold within
-        :func:`input_tolerance` (``ValueError``). Tangency is not checked: the maps that take
-        tangent vectors accept them up to the rounding of their own projections.
+        tangent vectors are finite, so are the squared norms of tangent vectors, and points lie
+        on the manifold within :func:`input_tolerance` (``ValueError``). Tangency is not
+        checked: the maps that take tangent vectors accept them up to the rounding of their own
+        projections.
         """
         where = f"{type(self).__name__}.{method}"
         if not isinstance(value, torch.Tensor):
@@ -167,7 +200,15 @@ class Manifold(nn.Module):
         if role == "ambient" or not config.validating():
             return
         with torch.no_grad():
-            if not bool(torch.isfinite(value).all()):
+            if role == "tangent vector":
+                # one reduction for both: a NaN or infinite entry, or a squared norm beyond the
+                # dtype's range, which the maps' norms would turn into NaN or a wrong point
+                if not bool(torch.isfinite(value.square().sum())):
+                    if bool(torch.isfinite(value).all()):
+                        raise ValueError(f"{where}: {name} is too large: its squared norm "
+                                         f"overflows {value.dtype}")
+                    raise ValueError(f"{where}: {name} contains NaN or infinite values")
+            elif not bool(torch.isfinite(value).all()):
                 raise ValueError(f"{where}: {name} contains NaN or infinite values")
             if role == "point":
                 tol = input_tolerance(value.dtype)
@@ -288,6 +329,7 @@ class Manifold(nn.Module):
     def _stack_and_weights(self, x, weights, dim):
         """Move the reduced dimension first; weights normalised to sum 1 along it."""
         dim = self._reduce_dim(x, dim)
+        given_batch = x.shape[: x.dim() - self.ndim]
         x = x.movedim(dim, 0)
         batch = x.shape[: x.dim() - self.ndim]
         if batch[0] == 0:
@@ -305,6 +347,10 @@ class Manifold(nn.Module):
                     raise ValueError(f"weights {tuple(w.shape)} do not match {batch[0]} samples")
                 w = w.reshape(w.shape + (1,) * (len(batch) - 1))
             else:
+                if w.dim() != len(given_batch) or any(
+                        a not in (b, 1) for a, b in zip(w.shape, given_batch)):
+                    raise ValueError(f"weights {tuple(w.shape)} must have shape ({batch[0]},) or "
+                                     f"the batch shape {tuple(given_batch)} of x")
                 w = w.movedim(dim, 0)
             if config.validating():
                 if not bool(torch.isfinite(w).all()):
@@ -378,12 +424,12 @@ class Manifold(nn.Module):
         keepdim : bool
             Keep the reduced dimension with size 1.
         tol : float, optional
-            Largest ``||g||`` accepted at the returned mean.
+            Largest ``||g||`` accepted at the returned mean (a finite number ``>= 0``).
         max_iter : int
             Largest number of steps.
         """
         xs, w, dim = self._stack_and_weights(x, weights, dim)
-        tol = default_mean_tolerance(x.dtype) if tol is None else tol
+        tol = mean_tolerance(tol, x.dtype)
         mean = self._initial_mean(xs, w)
         direction = self._karcher_direction(mean, xs, w)
         with torch.no_grad():

@@ -12,6 +12,9 @@ def curvature_tensor(value, name: str, dtype):
     """A 0-dim curvature tensor of its own from a number or tensor (float64 unless ``dtype``
     says else): a tensor given is copied, so that training the manifold's curvature leaves it,
     and other manifolds made from it, unchanged."""
+    # True is a number to Python (and a bool tensor casts to 1.0): never a curvature
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be a real number or a float tensor, got {value!r}")
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")

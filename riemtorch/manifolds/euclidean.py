@@ -2,8 +2,9 @@
 
 import torch
 
+from riemtorch.linalg.checks import check_positive_int
 from riemtorch.linalg.safe import safe_sqrt
-from riemtorch.manifolds.base import Manifold, checks_inputs
+from riemtorch.manifolds.base import Manifold, checks_inputs, mean_tolerance
 
 
 class Euclidean(Manifold):
@@ -17,9 +18,7 @@ class Euclidean(Manifold):
 
     def __init__(self, ndim: int = 1):
         super().__init__()
-        if not isinstance(ndim, int) or ndim < 0:
-            raise ValueError(f"ndim must be a non-negative int, got {ndim!r}")
-        self.ndim = ndim
+        self.ndim = check_positive_int(ndim, "ndim", minimum=0)
 
     def extra_repr(self) -> str:
         return f"ndim={self.ndim}"
@@ -84,8 +83,9 @@ class Euclidean(Manifold):
         return torch.zeros_like(x)
 
     def frechet_mean(self, x, weights=None, dim=0, keepdim=False, tol=None, max_iter=100):
-        """Weighted arithmetic mean (the closed form)."""
+        """Weighted arithmetic mean (the closed form; ``tol`` and ``max_iter`` are unused)."""
         xs, w, dim = self._stack_and_weights(x, weights, dim)
+        mean_tolerance(tol, x.dtype)  # rejected as by the iterative means, for one contract
         mean = self.scale_tangent(w, xs).sum(0)
         return mean.unsqueeze(dim) if keepdim else mean
 

@@ -184,9 +184,11 @@ class Lorentz(ConstantCurvature):
     # ---- sampling and means ------------------------------------------------------------------
     def random(self, *size, n=3, std=0.5, dtype=None, device=None, generator=None):
         """``expmap0`` of a tangent vector at the origin with N(0, std^2) spatial coordinates:
-        points at distance about ``std sqrt(n - 1)`` from the origin; ``n = d + 1``."""
+        points at distance about ``std sqrt(n - 1)`` from the origin; ``n = d + 1`` (data: no
+        autograd history, also under a learnable curvature)."""
         u = torch.randn(*size, n, dtype=dtype, device=device, generator=generator)
-        return self.expmap0(u * std)
+        with torch.no_grad():
+            return self.expmap0(u * std)
 
     def origin(self, *size, n=3, dtype=None, device=None):
         sqrt_k = self.k.to(dtype=dtype or torch.get_default_dtype(), device=device).sqrt()

@@ -171,9 +171,11 @@ class Stereographic(ConstantCurvature):
     # ---- sampling ----------------------------------------------------------------------------
     def random(self, *size, n=3, std=0.5, dtype=None, device=None, generator=None):
         """``expmap0`` of a tangent vector at the origin whose coordinates in an orthonormal
-        basis are N(0, std^2): points at distance about ``std sqrt(n)`` from the origin."""
+        basis are N(0, std^2): points at distance about ``std sqrt(n)`` from the origin (data:
+        no autograd history, also under a learnable curvature)."""
         u = torch.randn(*size, n, dtype=dtype, device=device, generator=generator)
-        return self.expmap0(u * (std / 2))
+        with torch.no_grad():
+            return self.expmap0(u * (std / 2))
 
     def origin(self, *size, n=3, dtype=None, device=None):
         return torch.zeros(*size, n, dtype=dtype, device=device)

@@ -2,9 +2,10 @@
 
 import torch
 
+from riemtorch import config
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds import stiefel_math as sm
-from riemtorch.manifolds.base import Manifold, broadcast_batch, checks_inputs
+from riemtorch.manifolds.base import Manifold, broadcast_batch, checks_inputs, input_tolerance
 
 _METRICS = {"euclidean": 1.0, "canonical": 0.5}
 _RETRACTIONS = ("qr", "polar", "cayley", "exp")
@@ -37,6 +38,19 @@ def check_size(n, p) -> None:
         raise TypeError(f"n and p must be ints, got {type(n).__name__} and {type(p).__name__}")
     if not n >= p >= 1:
         raise ValueError(f"need n >= p >= 1, got n={n}, p={p}")
+
+
+def check_projection(q: torch.Tensor) -> torch.Tensor:
+    """``q``, the polar factor of an input, after checking with validation on that its columns
+    are orthonormal (to the input tolerance of its dtype): they are not where the input was
+    rank deficient."""
+    if config.validating() and q.numel() > 0:
+        gram = q.detach().transpose(-1, -2) @ q.detach()
+        err = float((gram - torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)).abs().amax())
+        if not err <= input_tolerance(q.dtype):
+            raise ValueError("cannot project: the input is rank deficient or too ill-conditioned "
+                             f"for its polar factor (max |Q^T Q - I| = {err:.3g} after it)")
+    return q
 
 
 def _check_option(value, allowed, name):
@@ -114,7 +128,11 @@ class Stiefel(Manifold):
     # ---- geometry ----------------------------------------------------------------------------
     @checks_inputs("ambient")
     def projx(self, x):
-        return sm.polar(x)
+        """The nearest point in Frobenius norm: the polar factor of ``x``
+        (:func:`~riemtorch.manifolds.stiefel_math.projection_polar`). With validation on,
+        ``ValueError`` for a rank-deficient ``x`` (or one too ill-conditioned for its polar
+        factor), which has no such point."""
+        return check_projection(sm.projection_polar(x))
 
     @checks_inputs("point", "ambient")
     def proju(self, x, u):

@@ -34,6 +34,7 @@ The backward pass, for an upstream gradient ``G_i`` of ``Y_i`` (symmetrised): th
 import torch
 
 from riemtorch.linalg import spectral
+from riemtorch.linalg.first_order import first_order
 from riemtorch.linalg.symmetric import sym
 from riemtorch.manifolds.spd import common, karcher
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -72,7 +73,7 @@ class _AIMNormalize(torch.autograd.Function):
         return y, mean, var, frame.root, frame.inv_root
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad_y, *_grad_statistics):
         var, t, w, root, inv_root, mu, v, lam, loglam, powered, u, v_bias = ctx.saved_tensors
         bases = EigenBases(u)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from riemtorch import config
+from riemtorch.linalg.checks import check_float_tensor, check_positive_int
 from riemtorch.manifolds.base import Manifold, default_mean_tolerance
 from riemtorch.manifolds.spd import common as spd_common
 from riemtorch.manifolds.spd.base import SPDManifold
@@ -82,7 +83,7 @@ class RiemannianBatchNorm(nn.Module):
         layer and move with ``.to()``).
     shape : sequence of int
         Shape of one sample: optional channel dimensions followed by the point shape, e.g.
-        ``(n, n)`` or ``(channels, n, n)``. Statistics are per channel.
+        ``(n, n)`` or ``(channels, n, n)`` (ints >= 1). Statistics are per channel.
     momentum : float
         Weight of the batch statistics in the running statistics.
     eps : float
@@ -95,8 +96,8 @@ class RiemannianBatchNorm(nn.Module):
     gyro : bool
         Use the gyro operations of the manifold instead of transport.
     mean_iters : int, optional
-        Iteration cap of the batch Fréchet mean (``None``: the solver's default, run to
-        tolerance); 1 gives the one-step approximations of the literature. Under the
+        Iteration cap of the batch Fréchet mean, an int >= 1 (``None``: the solver's default,
+        run to tolerance); 1 gives the one-step approximations of the literature. Under the
         affine-invariant metric one step is a Newton step, and the gradient is that of the exact
         mean, evaluated at the estimate and solved to the estimate's own accuracy.
     track_running_stats : bool
@@ -117,8 +118,10 @@ class RiemannianBatchNorm(nn.Module):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         if gyro and not hasattr(manifold, "gyroadd"):
             raise ValueError(f"{manifold!r} has no gyro structure; use gyro=False")
+        if mean_iters is not None:
+            mean_iters = check_positive_int(mean_iters, "mean_iters")
         self.manifold = manifold
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = tuple(check_positive_int(s, f"shape[{i}]") for i, s in enumerate(shape))
         if len(self.shape) < manifold.ndim:
             raise ValueError(f"shape {self.shape} has fewer than {manifold.ndim} point dimensions")
         self.channels = self.shape[: len(self.shape) - manifold.ndim]
@@ -152,12 +155,14 @@ class RiemannianBatchNorm(nn.Module):
 
     def batch_statistics(self, x: torch.Tensor):
         """Fréchet mean (without the batch dimension) and variance of a batch ``x``."""
+        check_float_tensor(x, "input")
         dtype, (xs,) = self._promote(x)
         mean = self._batch_mean(xs, dtype)
         return mean.to(dtype), self._variance(self._centre(xs, mean)).to(dtype)
 
     def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` with given statistics (the common step of train and eval)."""
+        check_float_tensor(x, "input")
         dtype, (xs, mean, var) = self._promote(x, mean, var)
         return self._finish(self._centre(xs, mean), var).to(dtype)
 
@@ -253,24 +258,28 @@ class RiemannianBatchNorm(nn.Module):
         return self.manifold.geodesic(self._on_manifold(self.running_mean), mean, self.momentum)
 
     def _uses_batch_statistics(self, x: torch.Tensor) -> bool:
-        """Check the input shape; whether this call normalises with batch statistics."""
+        """Check the input's type and shape (float32 or float64 under every metric and manifold:
+        some would compute on integers, others fail deep inside); whether this call normalises
+        with batch statistics."""
+        check_float_tensor(x, "input")
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"expected input of shape (batch, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
         if not (self.training or not self.track_running_stats):
             return False
-        if self.training and not self.sync:
+        if not (self.training and self.sync):
             self._check_batch_size(x.shape[0])
         return True
 
     def _check_batch_size(self, size: int) -> None:
-        """Training needs two samples or more per batch: in this process, or over all ranks
-        when the statistics are synchronised (as ``torch.nn.SyncBatchNorm``; every rank sees
-        the same global size, so all of them raise together)."""
+        """Batch statistics need two samples or more per batch (in training, and in eval mode
+        without running statistics, as ``torch.nn.BatchNorm``): in this process, or over all
+        ranks when the statistics are synchronised (as ``torch.nn.SyncBatchNorm``; every rank
+        sees the same global size, so all of them raise together)."""
         if size < 2:
-            where = "over all ranks" if self.sync else "per batch"
-            raise ValueError(f"batch normalisation needs more than one sample {where} in "
-                             f"training, got {size}")
+            where = "over all ranks" if self.sync and self.training else "per batch"
+            raise ValueError(f"batch normalisation with batch statistics needs more than one "
+                             f"sample {where}, got {size}")
 
     def _check_batch(self, x: torch.Tensor) -> None:
         """Value checks of the samples whose batch mean is about to be taken; none here: the

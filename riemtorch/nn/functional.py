@@ -9,9 +9,15 @@ import math
 
 import torch
 
-from riemtorch import linalg
+from riemtorch import config, linalg
 from riemtorch.linalg import spectral
-from riemtorch.linalg.checks import check_float_tensor, check_nonnegative_number, check_square
+from riemtorch.linalg.checks import (
+    check_finite,
+    check_finite_number,
+    check_float_tensor,
+    check_nonnegative_number,
+    check_square,
+)
 from riemtorch.linalg.padding import pad_identity
 
 
@@ -51,7 +57,7 @@ def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x : torch.Tensor
-        SPD matrices ``(..., n_in, n_in)``.
+        SPD matrices ``(..., n_in, n_in)``; promoted with ``weight`` to their common dtype.
     weight : torch.Tensor
         ``(n_in, n_out)`` with orthonormal columns when ``n_out <= n_in``; when ``n_out > n_in``
         a square ``(n_out, n_out)`` orthogonal matrix, and ``X`` is first embedded as
@@ -68,17 +74,29 @@ def bimap(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     product: about a quarter of the work of differentiating the products one by one (64
     matrices of 40 x 40 to 20 x 20: about 1 against 4 million multiply-adds).
     """
-    n_in = x.shape[-1]
-    if weight.shape[-2] != n_in:
-        x = pad_identity(x, weight.shape[-2])
+    check_float_tensor(x)
+    check_float_tensor(weight, "weight")
+    rows = weight.shape[-2] if weight.dim() == 2 else None
+    if rows is None:
+        raise ValueError(f"weight must have shape (n_in, n_out), got {tuple(weight.shape)}")
+    if x.dim() < 2 or x.shape[-1] != x.shape[-2] or x.shape[-1] > rows:
+        raise ValueError(f"input must have shape (batch..., n_in, n_in) with n_in <= {rows} (the "
+                         f"rows of the weight), got {tuple(x.shape)}")
+    if x.dtype != weight.dtype:  # as the other SPD layers: the common dtype
+        dtype = torch.promote_types(x.dtype, weight.dtype)
+        x, weight = x.to(dtype), weight.to(dtype)
+    if x.shape[-1] != rows:
+        x = pad_identity(x, rows)
     return _BiMap.apply(x, weight)
 
 
 def _spectral_layer(x: torch.Tensor, fn: spectral.SpectralFunction) -> torch.Tensor:
     """``fn`` of symmetric ``(..., n, n)`` float matrices, after the checks that cost nothing
-    (type, dtype, shape; no values are read in a training loop)."""
+    (type, dtype, shape) and, with validation on, a finiteness check (a NaN would reach
+    ``eigh`` as a LAPACK error or come out as NaN)."""
     check_float_tensor(x)
     check_square(x)
+    check_finite(x)
     return linalg.apply_spectral(x, (fn,))[0]
 
 
@@ -88,6 +106,7 @@ def reeig(x: torch.Tensor, threshold: float = 1e-4) -> torch.Tensor:
     with no eigendecomposition (:func:`riemtorch.linalg.symmetric.rectify`)."""
     check_float_tensor(x)
     check_square(x)
+    check_finite(x)
     return linalg.symmetric.rectify(x, linalg.symmetric.check_threshold(threshold))
 
 
@@ -102,8 +121,8 @@ def expeig(x: torch.Tensor) -> torch.Tensor:
 
 
 def poweig(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Matrix power ``X^p`` of SPD matrices (the PowEig layer)."""
-    return _spectral_layer(x, spectral.Power(p))
+    """Matrix power ``X^p`` of SPD matrices (the PowEig layer); ``p`` is a finite number."""
+    return _spectral_layer(x, spectral.Power(check_finite_number(p, "p")))
 
 
 def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = False,
@@ -120,7 +139,8 @@ def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = Fa
         (2010), computed per matrix from the maximum-likelihood covariance (divided by ``time``),
         as scikit-learn's ``oas``.
     trace_normalize : bool
-        Divide each matrix by its trace.
+        Divide each matrix by its trace. With validation on, ``ValueError`` for a zero trace
+        (constant signals), which would give NaN whatever ``eps`` and ``shrinkage``.
     eps : float
         Added to the diagonal (after shrinkage and normalisation) to guarantee positive
         definiteness when ``time < channels`` and no shrinkage is used.
@@ -157,7 +177,13 @@ def covariance(signals: torch.Tensor, shrinkage=None, trace_normalize: bool = Fa
     else:
         raise ValueError(f"shrinkage must be None, a float in [0, 1] or 'oas', got {shrinkage!r}")
     if trace_normalize:
-        cov = cov / cov.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+        trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)
+        if config.validating() and bool((trace == 0).any()):
+            raise ValueError("cannot trace-normalise a covariance of zero trace (constant "
+                             "signals): the result would be NaN; use trace_normalize=False with "
+                             "eps > 0 (eps is added after the normalisation, and shrinkage "
+                             "keeps a zero trace)")
+        cov = cov / trace[..., None, None]
     if eps:
         cov = cov + eps * eye
     return cov

@@ -2,10 +2,12 @@
 projection maps of GrNet (Huang et al., 2018)."""
 
 import math
+import numbers
 
 import torch
 from torch import nn
 
+from riemtorch.linalg.checks import check_positive_int
 from riemtorch.linalg.safe import safe_norm
 from riemtorch.parameter import ManifoldParameter
 
@@ -22,7 +24,7 @@ class SubspaceClassifier(nn.Module):
     ----------
     in_features, num_classes, subspace_dim : int
     scale : float
-        Initial ``scale`` (a temperature; cosines lie in ``[0, 1]``).
+        Initial ``scale`` (a temperature, finite and positive; cosines lie in ``[0, 1]``).
     learn_scale : bool
     """
 
@@ -31,10 +33,16 @@ class SubspaceClassifier(nn.Module):
         super().__init__()
         from riemtorch.manifolds import Grassmann
 
-        if not 1 <= subspace_dim <= in_features:
+        in_features = check_positive_int(in_features, "in_features")
+        num_classes = check_positive_int(num_classes, "num_classes")
+        subspace_dim = check_positive_int(subspace_dim, "subspace_dim")
+        if subspace_dim > in_features:
             raise ValueError(f"subspace_dim must be in [1, {in_features}], got {subspace_dim}")
-        if not scale > 0:
-            raise ValueError(f"scale must be positive (it is learned as its logarithm), got {scale}")
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+            raise TypeError(f"scale must be a number, got {type(scale).__name__}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError("scale must be positive and finite (it is learned as its "
+                             f"logarithm), got {scale}")
         self.grassmann = Grassmann()
         self.subspaces = ManifoldParameter(
             torch.empty(num_classes, in_features, subspace_dim, dtype=dtype, device=device),

@@ -7,10 +7,21 @@ import torch
 from torch import nn
 
 from riemtorch import config
+from riemtorch.linalg.checks import check_positive_int
 from riemtorch.linalg.safe import safe_norm
+from riemtorch.manifolds.base import Manifold, input_tolerance
 from riemtorch.manifolds.lorentz import Lorentz
 from riemtorch.manifolds.stereographic import Stereographic
 from riemtorch.parameter import ManifoldParameter
+
+
+def _check_origin_map(manifold, layer: str, method: str) -> None:
+    """``TypeError`` unless ``manifold`` is a manifold with the map at the origin the layer
+    calls (``expmap0`` or ``logmap0``: the stereographic models, Poincaré ball included, and
+    Lorentz), so that a wrong argument fails where it is given, not in the first forward."""
+    if not (isinstance(manifold, Manifold) and callable(getattr(manifold, method, None))):
+        raise TypeError(f"{layer} needs a manifold with {method} (Stereographic, PoincareBall or "
+                        f"Lorentz), got {type(manifold).__name__}")
 
 
 class ExpMap0(nn.Module):
@@ -23,6 +34,7 @@ class ExpMap0(nn.Module):
 
     def __init__(self, manifold):
         super().__init__()
+        _check_origin_map(manifold, "ExpMap0", "expmap0")
         self.manifold = manifold
 
     def forward(self, x):
@@ -37,6 +49,7 @@ class LogMap0(nn.Module):
 
     def __init__(self, manifold):
         super().__init__()
+        _check_origin_map(manifold, "LogMap0", "logmap0")
         self.manifold = manifold
 
     def forward(self, x):
@@ -58,7 +71,8 @@ class LorentzLinear(nn.Module):
     ----------
     manifold : Lorentz
     in_features, out_features : int
-        Ambient dimensions (``n + 1``) of input and output points.
+        Ambient dimensions (``n + 1``, so at least 2: they count the time coordinate) of input
+        and output points.
     bias : bool
     time_scale : bool
     dropout : float
@@ -70,8 +84,9 @@ class LorentzLinear(nn.Module):
         super().__init__()
         if not isinstance(manifold, Lorentz):
             raise TypeError(f"manifold must be a Lorentz manifold, got {type(manifold).__name__}")
-        if in_features < 2 or out_features < 2:
-            raise ValueError("in_features and out_features count the time coordinate: need >= 2")
+        # the sizes count the time coordinate: 2 at least
+        in_features = check_positive_int(in_features, "in_features", minimum=2)
+        out_features = check_positive_int(out_features, "out_features", minimum=2)
         self.manifold = manifold
         self.in_features, self.out_features = in_features, out_features
         self.linear = nn.Linear(in_features, out_features - 1, bias=bias, dtype=dtype, device=device)
@@ -130,6 +145,9 @@ class PoincareMLR(nn.Module):
     manifold : Stereographic
         A ball (curvature ``k = -c < 0``).
     in_features, num_classes : int
+
+    With validation on, :meth:`forward` raises ``ValueError`` for input outside the ball: the
+    formula would return the logits of another point there.
     """
 
     def __init__(self, manifold: Stereographic, in_features: int, num_classes: int,
@@ -137,6 +155,8 @@ class PoincareMLR(nn.Module):
         super().__init__()
         if not isinstance(manifold, Stereographic) or float(manifold.k.detach()) >= 0:
             raise ValueError("PoincareMLR needs a Stereographic manifold of negative curvature")
+        in_features = check_positive_int(in_features, "in_features")
+        num_classes = check_positive_int(num_classes, "num_classes")
         self.manifold = manifold
         self.points = ManifoldParameter(torch.zeros(num_classes, in_features, dtype=dtype,
                                                     device=device), manifold, check=False)
@@ -158,6 +178,11 @@ class PoincareMLR(nn.Module):
             raise ValueError("PoincareMLR needs a negative curvature; the learnable curvature of "
                              f"its manifold has reached k = {float(m.k.detach()):g} (a "
                              "learnable PoincareBall keeps c > 0)")
+        if config.validating():
+            tol = input_tolerance(x.dtype)
+            ok, reason = m._check_point_on_manifold(x.detach(), tol, tol)
+            if not ok:
+                raise ValueError(f"PoincareMLR: input is not a point of {m!r}: {reason}")
         c = -m.k.to(dtype=x.dtype, device=x.device)
         sqrt_c = c.sqrt()
         p = self.points

@@ -4,7 +4,11 @@ import torch
 from torch import nn
 
 from riemtorch import linalg
-from riemtorch.linalg.checks import check_nonnegative_number
+from riemtorch.linalg.checks import (
+    check_finite_number,
+    check_nonnegative_number,
+    check_positive_int,
+)
 from riemtorch.nn import functional as F
 from riemtorch.parameter import ManifoldParameter
 
@@ -22,7 +26,8 @@ class BiMap(nn.Module):
     in_features, out_features : int
         Matrix sizes.
     dtype, device : optional
-        Factory keyword arguments as in torch layers.
+        Factory keyword arguments as in torch layers. Input of another float dtype is promoted
+        with the weight to their common dtype, as in the other SPD layers.
 
     Examples
     --------
@@ -36,8 +41,8 @@ class BiMap(nn.Module):
         super().__init__()
         from riemtorch.manifolds import Stiefel
 
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"sizes must be positive, got {in_features} -> {out_features}")
+        in_features = check_positive_int(in_features, "in_features")
+        out_features = check_positive_int(out_features, "out_features")
         self.in_features, self.out_features = in_features, out_features
         self.stiefel = Stiefel()
         rows = max(in_features, out_features)
@@ -52,9 +57,9 @@ class BiMap(nn.Module):
                                                   dtype=self.weight.dtype, device=self.weight.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.in_features or x.shape[-2] != self.in_features:
-            raise ValueError(f"expected (..., {self.in_features}, {self.in_features}) input, "
-                             f"got {tuple(x.shape)}")
+        n = self.in_features
+        if x.dim() < 2 or tuple(x.shape[-2:]) != (n, n):
+            raise ValueError(f"expected input of shape (batch..., {n}, {n}), got {tuple(x.shape)}")
         return F.bimap(x, self.weight)
 
     def extra_repr(self) -> str:
@@ -90,11 +95,11 @@ class ExpEig(nn.Module):
 
 
 class PowEig(nn.Module):
-    """Matrix power ``X^p`` of SPD matrices."""
+    """Matrix power ``X^p`` of SPD matrices; ``p`` is a finite number."""
 
     def __init__(self, p: float):
         super().__init__()
-        self.p = float(p)
+        self.p = check_finite_number(p, "p")
 
     def forward(self, x):
         return F.poweig(x, self.p)

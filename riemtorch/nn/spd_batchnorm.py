@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from riemtorch.linalg.checks import check_positive_int
 from riemtorch.manifolds.base import default_mean_tolerance
 from riemtorch.manifolds.spd import (
     SPDAffineInvariant,
@@ -86,11 +87,10 @@ class SPDBatchNorm(RiemannianBatchNorm):
         Learn ``M`` (a manifold parameter under the affine-invariant metric).
     sqrtm_method : {"eigh", "newton_schulz"}
         For BW and GBW: matrix square roots by ``eigh`` or by Newton-Schulz iterations (matrix
-        products only; accuracy in :mod:`riemtorch.linalg.newton_schulz`). On an H100, 256
-        matrices of 64 x 64: the Newton-Schulz forward is about 3x faster than the ``eigh``
-        one, forward + backward 1.1-1.25x (measured when the implicit backward of the
-        barycenter took 16 adjoint products, each repeating the Lyapunov sign iteration; it now
-        takes about 8); on CPUs ``eigh`` is faster.
+        products only; accuracy in :mod:`riemtorch.linalg.newton_schulz`). ``eigh`` is
+        faster on CPUs, and also in the GPU benchmark of a BW batch norm on an H100 (256
+        matrices of 64 x 64, forward + backward: Newton-Schulz takes 1.07x the time of
+        ``eigh`` in float32, 1.54x in float64; ``BENCHMARKS_GPU.md``).
     **kwargs
         ``momentum``, ``eps``, ``normalize_variance``, ``learn_scale``, ``learn_bias``, ``gyro``,
         ``mean_iters``, ``track_running_stats``, ``dtype``, ``device`` as in
@@ -109,9 +109,11 @@ class SPDBatchNorm(RiemannianBatchNorm):
                  channels: Sequence[int] = (), metric_matrix: Optional[torch.Tensor] = None,
                  learn_metric: bool = False, sqrtm_method: str = "eigh", dtype=None, device=None,
                  **kwargs):
+        n = check_positive_int(n, "n")  # before the manifold, whose GBW matrix has size n
+        channels = tuple(check_positive_int(c, f"channels[{i}]") for i, c in enumerate(channels))
         manifold = spd_metric(metric, n, power, metric_matrix, learn_metric, sqrtm_method, dtype,
                               device)
-        super().__init__(manifold, tuple(channels) + (n, n), dtype=dtype, device=device, **kwargs)
+        super().__init__(manifold, channels + (n, n), dtype=dtype, device=device, **kwargs)
         self.metric = metric
 
     def extra_repr(self) -> str:
@@ -144,6 +146,11 @@ class SPDBatchNorm(RiemannianBatchNorm):
         if not self._fused():
             return super().forward(x)
         batch_stats = self._uses_batch_statistics(x)
+        if x.shape[0] == 0:
+            # (eval mode with running statistics: batch statistics need two samples) the
+            # generic form maps an empty batch to an empty output; the fused one would divide
+            # by its size
+            return super().forward(x)
         self._check_batch(x)
         dtype, (xs, scale) = common.promote(x, self.scale)
         options = dict(eps=self.eps, tol=default_mean_tolerance(dtype),

@@ -154,9 +154,10 @@ class SPDAffineInvariant(GyroSPDManifold):
     geodesics, all through a Cholesky factor of the base point. The distance is
     ``||log eig(P^-1 Q)||`` from one Cholesky and one generalized eigenvalue problem. At
     ``P = Q`` the whitening leaves eigenvalues ``1 +- n eps`` for well-conditioned ``P``, so a
-    squared distance below ``(4 n^1.5 eps)^2`` (working dtype; ``1e-13`` for ``n = 64`` in
-    float64) is rounding and the distance is returned as 0 with a zero gradient, where the
-    square root of the rounding would have a gradient of unit size in a noise direction (the
+    squared distance below ``(4 n^1.5 eps)^2`` (working dtype; a distance below ``4.5e-13``
+    for ``n = 64`` in float64) is rounding and the distance is returned as 0 with a zero
+    gradient, where the square root of the rounding would have a gradient of unit size in a
+    noise direction (the
     rounding grows with ``cond(P)``: at 1e8, ``dist(P, P)`` is about 1e-9 and its gradient
     that of a noise direction again). Every matrix function has the finite-at-ties backward
     of :mod:`riemtorch.linalg`, so gradients at the identity are finite too. The Fréchet mean is

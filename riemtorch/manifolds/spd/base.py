@@ -26,7 +26,7 @@ import torch
 from riemtorch.linalg import spectral
 from riemtorch.linalg.safe import safe_sqrt
 from riemtorch.linalg.symmetric import sym
-from riemtorch.manifolds.base import Manifold, broadcast_batch, default_mean_tolerance
+from riemtorch.manifolds.base import Manifold, broadcast_batch, mean_tolerance
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.frame import Frame
 
@@ -272,8 +272,8 @@ class SPDManifold(Manifold):
             Stopping tolerance of iterative solvers on the Frobenius norm of the Riemannian
             gradient (``1e-10`` float64, ``1e-5`` float32): for the affine-invariant mean that
             of the whitened samples' mean logarithm, scale free; for the Bures-Wasserstein
-            barycenters that of ``sum_i w_i Log_S X_i`` relative to ``||S||``. Ignored by
-            closed forms.
+            barycenters that of ``sum_i w_i Log_S X_i`` relative to ``||S||``. A finite number
+            ``>= 0``; ignored by closed forms.
         max_iter : int
             Iteration cap of iterative solvers.
 
@@ -285,7 +285,7 @@ class SPDManifold(Manifold):
         common.check_matrices(x, "points")
         xs, w, dim = self._stack_and_weights(x, weights, dim)
         dtype, (xs, w) = common.promote(xs, w)
-        tol = default_mean_tolerance(dtype) if tol is None else float(tol)
+        tol = mean_tolerance(tol, dtype)
         mean = self.working_mean(xs, w[..., None, None], tol, max_iter, dtype).to(dtype)
         return mean.unsqueeze(dim) if keepdim else mean
 
@@ -384,7 +384,10 @@ class GyroSPDManifold(SPDManifold):
         return self._conjugate(op, x, y).to(dtype)
 
     def gyroinv(self, x):
-        """Gyro inverse ``(-) x`` (the matrix inverse for every structure here)."""
+        """Gyro inverse ``(-) x``: the matrix inverse under the affine-invariant and
+        log-Euclidean structures; under the log-Cholesky one, the inverse in its group of
+        Cholesky factors (strictly lower part negated, diagonal inverted), which is not the
+        matrix inverse."""
         dtype, (x,) = self._points(x)
         op = (lambda a: -a) if self.power == 0 else self._gyroinv
         return self._conjugate(op, x).to(dtype)

@@ -49,7 +49,8 @@ takes 8.
 import torch
 
 from riemtorch.linalg.batched import SampleChunks, eigh, eigvalsh
-from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
+from riemtorch.linalg.first_order import first_order
+from riemtorch.linalg.newton_schulz import newton_schulz_roots
 from riemtorch.linalg.padding import pad_identity, pad_ones, product_size
 from riemtorch.linalg.symmetric import sqrtm_invsqrtm, sym
 from riemtorch.manifolds.spd import common
@@ -97,14 +98,14 @@ def sqrtm_by(x, method):
     """Square root of SPD ``x`` by ``eigh`` or by Newton-Schulz iterations."""
     if method == "eigh":
         return common.sqrtm(x)
-    return sqrtm_invsqrtm_newton_schulz(x, NEWTON_SCHULZ_ITERATIONS)[0]
+    return newton_schulz_roots(x, NEWTON_SCHULZ_ITERATIONS)[0]
 
 
 def sqrtm_invsqrtm_by(x, method):
     """``(X^1/2, X^-1/2)`` by ``eigh`` or by Newton-Schulz iterations."""
     if method == "eigh":
         return sqrtm_invsqrtm(x)
-    return sqrtm_invsqrtm_newton_schulz(x, NEWTON_SCHULZ_ITERATIONS)
+    return newton_schulz_roots(x, NEWTON_SCHULZ_ITERATIONS)
 
 
 def fixed_point_map(s, xs, w, method="eigh"):
@@ -417,7 +418,7 @@ class _Barycenter(torch.autograd.Function):
         return s.clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad):
         xs, w, s = ctx.saved_tensors
         with torch.enable_grad():

@@ -16,6 +16,7 @@ import torch
 
 from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import eigh
+from riemtorch.linalg.first_order import first_order
 from riemtorch.linalg.second_differences import second_divided_differences
 from riemtorch.linalg.symmetric import _reconstruct, floor_eigenvalues, sym, sym_out_of_place
 
@@ -52,7 +53,7 @@ class _Point(torch.autograd.Function):
         return sym_out_of_place(_reconstruct(frame.u, frame.fn.f(frame.lam)))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad):
         f = ctx.frame
         return _unrotate(f.u, f.loewner * _rotate(f.u, sym(grad))), None
@@ -70,7 +71,7 @@ class _Differential(torch.autograd.Function):
         return _unrotate(frame.u, kernel * rotated)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad):
         (rotated,) = ctx.saved_tensors
         f = ctx.frame

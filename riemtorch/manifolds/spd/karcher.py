@@ -44,6 +44,7 @@ import torch
 from riemtorch import config
 from riemtorch.linalg import spectral
 from riemtorch.linalg.batched import TEAM_MIN_WORK, SampleChunks, eigh
+from riemtorch.linalg.first_order import first_order
 from riemtorch.linalg.symmetric import floor_eigenvalues, sym
 from riemtorch.manifolds.spd import common
 from riemtorch.manifolds.spd.eigenbases import EigenBases
@@ -331,7 +332,7 @@ class _KarcherMean(torch.autograd.Function):
         return mean
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order
     def backward(ctx, grad):
         xs, w, mean = ctx.saved_tensors
         chunks = SampleChunks.plan(xs)
