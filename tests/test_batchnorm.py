@@ -63,6 +63,20 @@ def test_running_statistics_follow_the_geodesic_update_and_eval_uses_them(case):
     assert torch.equal(bn.running_mean, before)
 
 
+def test_batch_variance_and_running_variance_are_the_frechet_variance_of_the_batch(case):
+    # the reference is the manifold's own Fréchet mean and variance, not the layer's
+    _, build, sample = case
+    bn = layer(build)
+    x = batch(sample, 4)
+    m = bn.manifold
+    var = m.frechet_variance(x, m.frechet_mean(x, tol=1e-12, max_iter=200))
+    torch.testing.assert_close(bn.batch_statistics(x)[1], var, rtol=1e-9, atol=0)
+    start = bn.running_var.clone()
+    bn(x)
+    torch.testing.assert_close(bn.running_var, (1 - bn.momentum) * start + bn.momentum * var,
+                               rtol=1e-9, atol=0)
+
+
 def test_gradients_are_finite_and_state_dict_round_trips(case):
     _, build, sample = case
     bn = layer(build)

@@ -33,6 +33,27 @@ def test_lorentz_linear_outputs_lie_exactly_on_the_hyperboloid(k, time_scale):
     torch.testing.assert_close(origin, m.origin(2, n=7, dtype=F64), rtol=1e-15, atol=1e-15)
 
 
+@pytest.mark.parametrize("k", [1.0, 2.5, 0.3])
+def test_lorentz_linear_time_scale_matches_the_formula_of_chen_et_al(k):
+    # t = exp(s) sigmoid(v^T x + c) + sqrt(k) (1 + 1e-3) is the time coordinate, and the
+    # spatial part is h = W x + b rescaled to |h| = sqrt(t^2 - k)
+    torch.manual_seed(3)
+    m = Lorentz(k)
+    layer = LorentzLinear(m, 4, 6, time_scale=True, dtype=F64)
+    with torch.no_grad():
+        layer.linear.bias.normal_()
+        layer.log_scale.fill_(math.log(2.0))
+    x = m.random(8, n=4, dtype=F64)
+    y = layer(x)
+    w, b = layer.linear.weight.detach(), layer.linear.bias.detach()
+    v, c = layer.time_linear.weight.detach()[0], layer.time_linear.bias.detach()[0]
+    t = 2.0 / (1 + torch.exp(-(x @ v + c))) + math.sqrt(k) * (1 + 1e-3)
+    h = x @ w.T + b
+    h = h / h.norm(dim=-1, keepdim=True) * (t.square() - k).sqrt()[:, None]
+    torch.testing.assert_close(y[:, 0], t, rtol=1e-12, atol=0)
+    torch.testing.assert_close(y[:, 1:], h, rtol=1e-12, atol=1e-14)
+
+
 def test_lorentz_linear_float32_far_from_origin_is_finite():
     m = Lorentz(1.0)
     layer = LorentzLinear(m, 4, 4)

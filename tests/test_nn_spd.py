@@ -34,6 +34,29 @@ def test_covariance_matches_numpy_and_sklearn_oas():
         F.covariance(x, shrinkage=2.0)
 
 
+@pytest.mark.parametrize("a", [0.0, 0.3, 1.0])
+def test_covariance_with_float_shrinkage_matches_the_numpy_formula(a):
+    # (1 - a) S + a tr(S)/c I with S the sample covariance (divided by time - 1), not trace
+    # normalised; the signals have a non-unit trace so that tr(S)/c differs from 1
+    g = torch.Generator().manual_seed(1)
+    x = 3.0 * torch.randn(4, 6, 9, dtype=F64, generator=g) + 1.0
+    s = np.stack([np.cov(m) for m in x.numpy()])
+    mu = np.trace(s, axis1=-2, axis2=-1)[:, None, None] / 6
+    ref = (1 - a) * s + a * mu * np.eye(6)
+    np.testing.assert_allclose(F.covariance(x, shrinkage=a).numpy(), ref, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("shrinkage", [None, 0.2, "oas"])
+@pytest.mark.parametrize("trace_normalize", [False, True])
+def test_covariance_eps_adds_a_multiple_of_the_identity(shrinkage, trace_normalize):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 5, 4, dtype=F64, generator=g)  # fewer samples than channels
+    plain = F.covariance(x, shrinkage=shrinkage, trace_normalize=trace_normalize)
+    loaded = F.covariance(x, shrinkage=shrinkage, trace_normalize=trace_normalize, eps=0.25)
+    torch.testing.assert_close(loaded - plain, 0.25 * torch.eye(5, dtype=F64).expand(3, 5, 5),
+                               rtol=0, atol=1e-14)
+
+
 def test_vech_preserves_inner_products_and_inverts():
     a, b = L.sym(torch.randn(2, 5, 5, dtype=F64)), L.sym(torch.randn(2, 5, 5, dtype=F64))
     # to the last bit in float64 (default tolerances would pass a float32 sqrt(2))
@@ -94,6 +117,17 @@ def test_eig_layers_invert_each_other():
     x = spd(2, n=4, cond=100.0)
     torch.testing.assert_close(riemtorch.nn.ExpEig()(riemtorch.nn.LogEig()(x)), x)
     torch.testing.assert_close(riemtorch.nn.PowEig(0.5)(x) @ riemtorch.nn.PowEig(0.5)(x), x)
+
+
+@pytest.mark.parametrize("p", [-1.5, 0.3, 2.0])
+def test_poweig_matches_scipy_fractional_matrix_power(p):
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    x = spd(3, n=5, cond=50.0, seed=3)
+    ref = np.stack([scipy_linalg.fractional_matrix_power(a, p).real for a in x.numpy()])
+    # scipy's Schur-Pade power is accurate to about 1e-12 relative at condition 50
+    atol = 1e-12 * np.abs(ref).max()
+    np.testing.assert_allclose(F.poweig(x, p).numpy(), ref, rtol=1e-10, atol=atol)
+    np.testing.assert_allclose(riemtorch.nn.PowEig(p)(x).numpy(), ref, rtol=1e-10, atol=atol)
 
 
 @pytest.mark.parametrize("fn", [lambda x: F.reeig(x, 0.5), F.logeig, F.expeig, lambda x: F.poweig(x, 0.3)],

@@ -273,14 +273,42 @@ def test_torch_adam_state_dict_loads_into_riemannian_adam():
         assert torch.equal(pa, pb)
 
 
-def test_maximize_equals_minimizing_the_negative():
-    a, b = _sphere_params([riemtorch.Sphere()] * 2), _sphere_params([riemtorch.Sphere()] * 2)
-    opt_a = RiemannianAdam(a, lr=0.05, maximize=True)
-    opt_b = RiemannianAdam(b, lr=0.05)
+def _spd_params(manifolds, seed=0, n=3):
+    g = torch.Generator().manual_seed(seed)
+    return [riemtorch.ManifoldParameter(
+        riemtorch.SPDAffineInvariant().random(n=n, cond=3.0, dtype=DT, generator=g), m)
+        for m in manifolds]
+
+
+def _spd_loss(params, step=0):
+    g = torch.Generator().manual_seed(step)
+    total = 0
+    for i, p in enumerate(params):
+        a = torch.randn(p.shape[-1], p.shape[-1], dtype=DT, generator=g)
+        total = total + 0.1 * ((p @ (a + a.T)) * p).sum() + (i + 1) * p.diagonal().sum()
+    return total
+
+
+@pytest.mark.parametrize("geometry", ["sphere", "spd"])
+@pytest.mark.parametrize("make", [
+    lambda ps, **kw: RiemannianAdam(ps, lr=0.05, **kw),
+    lambda ps, **kw: RiemannianSGD(ps, lr=0.05, **kw),
+    lambda ps, **kw: RiemannianSGD(ps, lr=0.05, momentum=0.9, **kw),
+    lambda ps, **kw: RiemannianSGD(ps, lr=0.05, momentum=0.8, nesterov=True, **kw),
+], ids=["adam", "sgd", "sgd-momentum", "sgd-nesterov"])
+def test_maximize_equals_minimizing_the_negative(make, geometry):
+    # maximising f and minimising -f see gradients that differ by an exact negation
+    if geometry == "sphere":
+        params, loss = lambda: _sphere_params([riemtorch.Sphere()] * 2), _sphere_loss
+    else:
+        params, loss = lambda: _spd_params([riemtorch.SPDAffineInvariant()] * 2), _spd_loss
+    a, b = params(), params()
+    opt_a = make(a, maximize=True)
+    opt_b = make(b)
     for step in range(5):
         for ps, opt, sign in ((a, opt_a, 1), (b, opt_b, -1)):
             opt.zero_grad()
-            (sign * _sphere_loss(ps, step)).backward()
+            (sign * loss(ps, step)).backward()
             opt.step()
     for x, y in zip(a, b):
         assert torch.equal(x, y)
