@@ -2,9 +2,13 @@
 
 A batch of 1024 points of size 64 x 16, float64, CPU, 2 threads. geoopt is batched torch;
 pymanopt is numpy and unbatched, so it is timed the way it is used: a Python loop over the
-batch. Same geometry in every row: geoopt's ``EuclideanStiefel`` for the Euclidean metric, its
-``CanonicalStiefel.retr`` (a Cayley transform solved as an ``n x n`` system) against riemtorch's
-Cayley retraction (solved as a ``2p x 2p`` system), pymanopt's ``Stiefel`` and ``Grassmann``.
+batch. The same maps in every row (geoopt's ``EuclideanStiefel`` for the Euclidean metric,
+pymanopt's ``Stiefel`` and ``Grassmann``) except the Cayley one: geoopt's
+``CanonicalStiefel.retr`` solves an ``n x n`` system for the Cayley transform of
+``W = u x^T - x u^T``, whose curve starts along ``u - x u^T x``, not along a tangent ``u`` with
+``x^T u != 0``; riemtorch's Cayley retraction transforms ``W = P u x^T - x u^T P``
+(``P = I - x x^T / 2``, a curve starting along ``u``) by a ``2p x 2p`` system. That row compares
+the cost of two Cayley transforms of the same size, not equal results.
 Ratios are peer time / riemtorch time (above 1: riemtorch is faster). riemtorch runs with
 validation off (``riemtorch.config``), as in ``spd.py``: the peers do not validate either.
 
