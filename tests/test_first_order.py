@@ -1,7 +1,8 @@
-"""The custom backward passes are first order: asking for a differentiable gradient
-(``create_graph=True``, as a gradient penalty does) raises instead of returning a gradient that
-autograd would treat as independent of the input, which made second derivatives silently
-wrong."""
+"""The custom backward passes are first order: a second derivative through one raises
+``NotImplementedError`` (at once where the incoming gradient is a constant, else when the
+gradient is differentiated), where ``once_differentiable`` returned gradients that autograd took
+for independent of the input, so that second derivatives came out silently wrong. Second
+derivatives that do not pass through them stay exact."""
 
 import pytest
 import torch
@@ -42,14 +43,45 @@ CASES = {
 }
 
 
+def second_derivative(loss, x):
+    grad, = torch.autograd.grad(loss, x, create_graph=True)
+    return torch.autograd.grad(grad.square().sum(), x)[0]
+
+
 @pytest.mark.parametrize("make, fn", CASES.values(), ids=CASES.keys())
 def test_second_derivatives_raise_and_first_derivatives_work(make, fn):
     x = make().requires_grad_(True)
-    # the quadratic term makes the gradient itself differentiable, as in a gradient penalty
-    loss = fn(x).square().sum() + x.square().sum()
-    with pytest.raises(NotImplementedError, match="second derivatives are not supported"):
-        torch.autograd.grad(loss, x, create_graph=True)
-    # the same graph, differentiated once: the gradient is finite and nonzero beyond the
-    # quadratic term
+    # the quadratic term makes the gradient differentiable in x even without the function;
+    # a loss linear in the function's output hands its backward a constant gradient (which
+    # raises at once), a quadratic one a differentiable gradient (which raises when the result
+    # is differentiated): once_differentiable returned a gradient taken for independent of x
+    for loss in (fn(x).sum() + x.square().sum(), fn(x).square().sum() + x.square().sum()):
+        with pytest.raises(NotImplementedError, match="second derivatives are not supported"):
+            second_derivative(loss, x)
+    # differentiated once: the gradient is finite and nonzero
     grad, = torch.autograd.grad(fn(x).square().sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().amax() > 1e-6
+
+
+def test_a_second_derivative_that_avoids_the_function_is_exact():
+    # a penalty on the gradient of a linear head after LogEig: its second derivative does not
+    # pass through LogEig's backward, and equals the one through a twice-differentiable logm
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(8, 5, 5, dtype=F64, generator=g)
+    x = a @ a.mT + torch.eye(5, dtype=F64)
+    w0 = torch.linalg.qr(torch.randn(5, 3, dtype=F64, generator=g))[0]
+    c0 = torch.randn(9, 2, dtype=F64, generator=g)
+
+    def reference_logm(s):
+        lam, u = torch.linalg.eigh(s)
+        return (u * lam.log().unsqueeze(-2)) @ u.mT
+
+    def weight_gradient(logm):
+        w, c = w0.clone().requires_grad_(True), c0.clone().requires_grad_(True)
+        loss = (logm(w.T @ x @ w).flatten(-2) @ c).square().mean()
+        _, grad_c = torch.autograd.grad(loss, [w, c], create_graph=True)
+        (loss + grad_c.square().sum()).backward()
+        return w.grad
+
+    torch.testing.assert_close(weight_gradient(F.logeig), weight_gradient(reference_logm),
+                               rtol=1e-8, atol=1e-10)

@@ -105,16 +105,31 @@ def test_riemannian_batch_norm_rejects_bad_shapes(shape, error, message):
 @pytest.mark.parametrize("training", [True, False])
 def test_spd_batch_norm_rejects_integer_input_under_every_metric(metric, training):
     bn = rnn.SPDBatchNorm(3, metric=metric, dtype=F64).train(training)
-    with pytest.raises(TypeError, match="must have dtype float32 or float64, got torch.int64"):
+    with pytest.raises(TypeError, match="must be a floating-point tensor, got torch.int64"):
         bn(torch.eye(3, dtype=torch.int64).expand(4, 3, 3))
 
 
 def test_riemannian_batch_norm_rejects_integer_input_on_other_manifolds():
     bn = rnn.RiemannianBatchNorm(PoincareBall(), (2,), dtype=F64)
-    with pytest.raises(TypeError, match="input must have dtype float32 or float64"):
+    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
         bn(torch.zeros(4, 2, dtype=torch.int64))
-    with pytest.raises(TypeError, match="input must have dtype float32 or float64"):
+    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
         bn.batch_statistics(torch.zeros(4, 2, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("low", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("make, shape", [(PoincareBall, (3,)), (SPDLogEuclidean, (3, 3))],
+                         ids=["ball", "spd-lem"])
+def test_batch_norm_promotes_half_precision_input_with_its_parameters(make, shape, low):
+    # as under autocast: half-precision features meet a float32 layer
+    m = make()
+    x = m.random(8, n=3, dtype=F32, generator=torch.Generator().manual_seed(0)).to(low)
+    bn = rnn.RiemannianBatchNorm(m, shape, dtype=F32)
+    y = bn(x)
+    assert y.dtype == F32
+    # computed at the input's precision where the manifold keeps its dtype
+    tol = 20 * torch.finfo(low).eps
+    torch.testing.assert_close(y, bn(x.to(F32)), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -180,7 +195,7 @@ def test_matrix_exponential_rejects_overflow(fn, dtype, top):
     (math.nan, ValueError, "p must be a finite number, got nan"),
     (math.inf, ValueError, "p must be a finite number, got inf"),
     (True, TypeError, "p must be a number, got bool"),
-    (torch.tensor(0.5), TypeError, "p must be a number, got Tensor"),
+    (torch.tensor([0.5]), TypeError, "p must be a number, got Tensor"),
 ])
 def test_matrix_powers_reject_non_finite_and_non_number_exponents(fn, p, error, message):
     with pytest.raises(error, match=message):
@@ -310,10 +325,10 @@ def test_poincare_mlr_rejects_points_outside_the_ball(c):
 
 
 @pytest.mark.parametrize("scale, error, message", [
-    (math.inf, ValueError, "scale must be positive and finite"),
-    (math.nan, ValueError, "scale must be positive and finite"),
-    (-1.0, ValueError, "scale must be positive"),
-    (True, TypeError, "scale must be a number, got bool"),
+    (math.inf, ValueError, "must be a finite positive number"),
+    (math.nan, ValueError, "must be a finite positive number"),
+    (-1.0, ValueError, "must be a finite positive number"),
+    (True, TypeError, "must be a number, got bool"),
 ])
 def test_subspace_classifier_rejects_bad_scales(scale, error, message):
     with pytest.raises(error, match=message):
@@ -402,3 +417,35 @@ def test_tangent_vectors_whose_squared_norm_overflows_raise(call, dtype, size):
     # a tenth of it is fine: the ball's step ends at its boundary margin, along u
     small = PoincareBall().expmap0(u / 10)
     assert torch.isfinite(small).all() and small[0] > 0.99
+
+
+def test_zero_dim_tensors_are_accepted_where_numbers_are():
+    x = _spd(4)
+    torch.testing.assert_close(rnn.PowEig(torch.tensor(0.5))(x), L.powm(x, 0.5))
+    torch.testing.assert_close(F.poweig(x, torch.tensor(0.5)), L.powm(x, 0.5))
+    m = SPDAffineInvariant()
+    torch.testing.assert_close(m.frechet_mean(x, tol=torch.tensor(1e-8)), m.frechet_mean(x, tol=1e-8))
+    assert rnn.SPDBatchNorm(torch.tensor(3)).shape == (3, 3)
+    assert rnn.SPDBatchNorm(3, channels=torch.tensor([2])).shape == (2, 3, 3)
+    assert rnn.BiMap(torch.tensor(3), 2).weight.shape == (3, 2)
+    with pytest.raises(TypeError, match="must be an int"):
+        rnn.BiMap(torch.tensor(3.0), 2)
+    with pytest.raises(TypeError, match="must be a number"):
+        rnn.PowEig(torch.tensor(True))
+
+
+def test_origin_maps_accept_geoopt_manifolds():
+    geoopt = pytest.importorskip("geoopt")
+    ball = geoopt.PoincareBall()
+    x = torch.randn(5, 3, dtype=F64) * 0.3
+    torch.testing.assert_close(rnn.LogMap0(ball)(rnn.ExpMap0(ball)(x)), x)
+
+
+def test_tangent_vector_check_is_per_vector():
+    # a batch of moderate vectors passes whatever its size; the squared norm of the whole
+    # batch may leave the dtype's range
+    u = torch.full((200, 3), 1e18, dtype=F32)
+    x = torch.zeros(200, 3, dtype=F32)
+    assert torch.isfinite(Euclidean().expmap(x, u)).all()
+    v = torch.randn(4096, 64, dtype=torch.float16)
+    assert rnn.ExpMap0(PoincareBall())(v).dtype == torch.float16

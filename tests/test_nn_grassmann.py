@@ -45,7 +45,7 @@ def test_orthonormalize_spans_the_input_columns_and_projector_is_idempotent():
 def test_subspace_classifier_rejects_bad_sizes_and_scales():
     with pytest.raises(ValueError, match="features of size 4"):
         SubspaceClassifier(4, 3)(torch.ones(2, 5))
-    with pytest.raises(ValueError, match="scale must be positive"):
+    with pytest.raises(ValueError, match="scale must be a finite positive number"):
         SubspaceClassifier(4, 3, scale=0.0)
 
 

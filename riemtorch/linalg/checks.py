@@ -24,9 +24,18 @@ def check_square(x: torch.Tensor, name: str = "input") -> None:
         raise ValueError(f"{name} must have shape (..., n, n), got {tuple(x.shape)}")
 
 
+def _unwrap(value):
+    """A 0-dim tensor as its Python number (``bool`` tensors stay tensors, and fail the checks
+    as ``bool`` does): a scalar read off a model or a config may come as one."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool:
+        return value.item()
+    return value
+
+
 def check_nonnegative_number(value, name: str) -> float:
     """``value`` as a float: a finite number ``>= 0``, else ``ValueError`` (``TypeError`` for a
     non-number, ``bool`` included)."""
+    value = _unwrap(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not (math.isfinite(value) and value >= 0):
@@ -37,6 +46,7 @@ def check_nonnegative_number(value, name: str) -> float:
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """``value`` as an int: an integer ``>= minimum``, else ``ValueError`` (``TypeError`` for a
     non-integer, ``bool`` included: ``True`` is an int to Python, never a size or a count)."""
+    value = _unwrap(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
@@ -47,6 +57,7 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 def check_finite_number(value, name: str) -> float:
     """``value`` as a float: a finite number, else ``ValueError`` (``TypeError`` for a
     non-number, ``bool`` included)."""
+    value = _unwrap(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value):
@@ -57,6 +68,7 @@ def check_finite_number(value, name: str) -> float:
 def check_positive_number(value, name: str) -> float:
     """``value`` as a float: a finite number ``> 0``, else ``ValueError`` (``TypeError`` for a
     non-number, ``bool`` included)."""
+    value = _unwrap(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):

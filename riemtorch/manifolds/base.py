@@ -201,9 +201,13 @@ class Manifold(nn.Module):
             return
         with torch.no_grad():
             if role == "tangent vector":
-                # one reduction for both: a NaN or infinite entry, or a squared norm beyond the
-                # dtype's range, which the maps' norms would turn into NaN or a wrong point
-                if not bool(torch.isfinite(value.square().sum())):
+                # one reduction for both: a NaN or infinite entry, or a vector whose squared
+                # norm leaves the dtype's range, which the maps' norms would turn into NaN or a
+                # wrong point
+                square = value.square()
+                if self.ndim:
+                    square = square.sum(tuple(range(-self.ndim, 0)))
+                if not bool(torch.isfinite(square).all()):
                     if bool(torch.isfinite(value).all()):
                         raise ValueError(f"{where}: {name} is too large: its squared norm "
                                          f"overflows {value.dtype}")

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from riemtorch import config
-from riemtorch.linalg.checks import check_float_tensor, check_positive_int
+from riemtorch.linalg.checks import check_positive_int
 from riemtorch.manifolds.base import Manifold, default_mean_tolerance
 from riemtorch.manifolds.spd import common as spd_common
 from riemtorch.manifolds.spd.base import SPDManifold
@@ -71,6 +71,15 @@ def _unchecked():
     if not config.validating():
         return contextlib.nullcontext()
     return config.override(validate=False)
+
+
+def _check_floating(x) -> None:
+    """``TypeError`` unless ``x`` is a floating-point tensor, under every metric and manifold:
+    some would compute on integers, others fail deep inside (half precision is promoted with
+    the parameters, as under autocast)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"input must be a floating-point tensor, got {kind}")
 
 
 class RiemannianBatchNorm(nn.Module):
@@ -155,14 +164,14 @@ class RiemannianBatchNorm(nn.Module):
 
     def batch_statistics(self, x: torch.Tensor):
         """Fréchet mean (without the batch dimension) and variance of a batch ``x``."""
-        check_float_tensor(x, "input")
+        _check_floating(x)
         dtype, (xs,) = self._promote(x)
         mean = self._batch_mean(xs, dtype)
         return mean.to(dtype), self._variance(self._centre(xs, mean)).to(dtype)
 
     def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` with given statistics (the common step of train and eval)."""
-        check_float_tensor(x, "input")
+        _check_floating(x)
         dtype, (xs, mean, var) = self._promote(x, mean, var)
         return self._finish(self._centre(xs, mean), var).to(dtype)
 
@@ -258,10 +267,9 @@ class RiemannianBatchNorm(nn.Module):
         return self.manifold.geodesic(self._on_manifold(self.running_mean), mean, self.momentum)
 
     def _uses_batch_statistics(self, x: torch.Tensor) -> bool:
-        """Check the input's type and shape (float32 or float64 under every metric and manifold:
-        some would compute on integers, others fail deep inside); whether this call normalises
-        with batch statistics."""
-        check_float_tensor(x, "input")
+        """Check the input's type and shape; whether this call normalises with batch
+        statistics."""
+        _check_floating(x)
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"expected input of shape (batch, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")

@@ -2,12 +2,11 @@
 projection maps of GrNet (Huang et al., 2018)."""
 
 import math
-import numbers
 
 import torch
 from torch import nn
 
-from riemtorch.linalg.checks import check_positive_int
+from riemtorch.linalg.checks import check_positive_int, check_positive_number
 from riemtorch.linalg.safe import safe_norm
 from riemtorch.parameter import ManifoldParameter
 
@@ -38,11 +37,7 @@ class SubspaceClassifier(nn.Module):
         subspace_dim = check_positive_int(subspace_dim, "subspace_dim")
         if subspace_dim > in_features:
             raise ValueError(f"subspace_dim must be in [1, {in_features}], got {subspace_dim}")
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-            raise TypeError(f"scale must be a number, got {type(scale).__name__}")
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError("scale must be positive and finite (it is learned as its "
-                             f"logarithm), got {scale}")
+        scale = check_positive_number(scale, "scale")
         self.grassmann = Grassmann()
         self.subspaces = ManifoldParameter(
             torch.empty(num_classes, in_features, subspace_dim, dtype=dtype, device=device),

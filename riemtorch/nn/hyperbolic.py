@@ -9,17 +9,18 @@ from torch import nn
 from riemtorch import config
 from riemtorch.linalg.checks import check_positive_int
 from riemtorch.linalg.safe import safe_norm
-from riemtorch.manifolds.base import Manifold, input_tolerance
+from riemtorch.manifolds.base import input_tolerance
 from riemtorch.manifolds.lorentz import Lorentz
 from riemtorch.manifolds.stereographic import Stereographic
 from riemtorch.parameter import ManifoldParameter
 
 
 def _check_origin_map(manifold, layer: str, method: str) -> None:
-    """``TypeError`` unless ``manifold`` is a manifold with the map at the origin the layer
-    calls (``expmap0`` or ``logmap0``: the stereographic models, Poincaré ball included, and
-    Lorentz), so that a wrong argument fails where it is given, not in the first forward."""
-    if not (isinstance(manifold, Manifold) and callable(getattr(manifold, method, None))):
+    """``TypeError`` unless ``manifold`` has the map at the origin the layer calls (``expmap0``
+    or ``logmap0``: the stereographic models, Poincaré ball included, Lorentz, and geoopt's
+    manifolds that have it), so that a wrong argument fails where it is given, not in the first
+    forward."""
+    if not callable(getattr(manifold, method, None)):
         raise TypeError(f"{layer} needs a manifold with {method} (Stereographic, PoincareBall or "
                         f"Lorentz), got {type(manifold).__name__}")
 

@@ -276,8 +276,9 @@ class RiemannianAdam(RiemannianOptimizer):
             retraction=group["retraction"])
         stabilize = group["stabilize"]
         if stabilize is not None and step % stabilize == 0:
-            new_x = manifold.projx(new_x)
-            exp_avg = manifold.proju(new_x, exp_avg)
+            with unchecked():
+                new_x = manifold.projx(new_x)
+                exp_avg = manifold.proju(new_x, exp_avg)
         scatter_(params, new_x)
         n = len(params)
         if first:

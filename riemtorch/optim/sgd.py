@@ -159,9 +159,10 @@ class RiemannianSGD(RiemannianOptimizer):
             maximize=group["maximize"], retraction=group["retraction"])
         stabilize = group["stabilize"]
         if stabilize is not None and group["step"] % stabilize == 0:
-            new_x = manifold.projx(new_x)
-            if new_buf is not None:
-                new_buf = manifold.proju(new_x, new_buf)
+            with unchecked():
+                new_x = manifold.projx(new_x)
+                if new_buf is not None:
+                    new_buf = manifold.proju(new_x, new_buf)
         scatter_(params, new_x)
         if new_buf is None:
             return
