@@ -424,7 +424,8 @@ def test_zero_dim_tensors_are_accepted_where_numbers_are():
     torch.testing.assert_close(rnn.PowEig(torch.tensor(0.5))(x), L.powm(x, 0.5))
     torch.testing.assert_close(F.poweig(x, torch.tensor(0.5)), L.powm(x, 0.5))
     m = SPDAffineInvariant()
-    torch.testing.assert_close(m.frechet_mean(x, tol=torch.tensor(1e-8)), m.frechet_mean(x, tol=1e-8))
+    torch.testing.assert_close(m.frechet_mean(x, tol=torch.tensor(1e-8)),
+                               m.frechet_mean(x, tol=1e-8))
     assert rnn.SPDBatchNorm(torch.tensor(3)).shape == (3, 3)
     assert rnn.SPDBatchNorm(3, channels=torch.tensor([2])).shape == (2, 3, 3)
     assert rnn.BiMap(torch.tensor(3), 2).weight.shape == (3, 2)
