@@ -32,15 +32,31 @@ def _unwrap(value):
     return value
 
 
-def check_nonnegative_number(value, name: str) -> float:
-    """``value`` as a float: a finite number ``>= 0``, else ``ValueError`` (``TypeError`` for a
-    non-number, ``bool`` included)."""
+def _real_number(value, name: str, accept, requirement: str) -> float:
+    """``value`` as a float where it is a finite number that ``accept`` takes, else
+    ``ValueError`` naming the ``requirement`` (``TypeError`` for a non-number, ``bool``
+    included)."""
     value = _unwrap(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite non-negative number, got {value}")
+    if not (math.isfinite(value) and accept(value)):
+        raise ValueError(f"{name} must be a finite {requirement}number, got {value}")
     return float(value)
+
+
+def check_nonnegative_number(value, name: str) -> float:
+    """``value`` as a float: a finite number ``>= 0`` (see :func:`_real_number`)."""
+    return _real_number(value, name, lambda v: v >= 0, "non-negative ")
+
+
+def check_finite_number(value, name: str) -> float:
+    """``value`` as a float: a finite number (see :func:`_real_number`)."""
+    return _real_number(value, name, lambda v: True, "")
+
+
+def check_positive_number(value, name: str) -> float:
+    """``value`` as a float: a finite number ``> 0`` (see :func:`_real_number`)."""
+    return _real_number(value, name, lambda v: v > 0, "positive ")
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -52,28 +68,6 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
-
-
-def check_finite_number(value, name: str) -> float:
-    """``value`` as a float: a finite number, else ``ValueError`` (``TypeError`` for a
-    non-number, ``bool`` included)."""
-    value = _unwrap(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return float(value)
-
-
-def check_positive_number(value, name: str) -> float:
-    """``value`` as a float: a finite number ``> 0``, else ``ValueError`` (``TypeError`` for a
-    non-number, ``bool`` included)."""
-    value = _unwrap(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value}")
-    return float(value)
 
 
 def check_finite(x: torch.Tensor, name: str = "input") -> None:
