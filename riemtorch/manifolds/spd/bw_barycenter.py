@@ -334,8 +334,10 @@ def barycenter_fixed_point(xs, w, tol, max_iter, method="eigh"):
     has Frobenius norm at most ``tol ||S||_F``. The direction carries the units of the data,
     so the criterion is relative (pyRiemann's ``mean_wasserstein`` compares the absolute norm
     with ``tol``: covariances of size 1e-12 then stop at the first update, 7 % off, and of
-    size 1e8 never stop). Returns the barycenter and whether the criterion was met within
-    ``max_iter``.
+    size 1e8 never stop). Returns the barycenter and whether it is converged: the criterion
+    was met within ``max_iter``, or the iteration stalled within ``sqrt(tol)`` of it, at its
+    rounding floor (samples at condition numbers near ``1e9``, where it hovers at ``1e-10`` to
+    ``2e-9``).
     """
     chunks = SampleChunks.plan(xs) if method == "eigh" else SampleChunks(xs.shape[0])
     if chunks.parallel:  # the slices' results fill tensors shaped like the samples
@@ -398,7 +400,9 @@ def _iterate(xs, w, tol, max_iter, method, chunks):
         if not fresh and unimproved >= STALL_STEPS and best <= tol ** 0.5:
             fresh = True  # stalled on the refined roots: fresh ones from the next iteration on
             anderson.reset()
-    return sym(factor @ factor.transpose(-1, -2)), False
+    # at the cap: an iteration that stalled within sqrt(tol) is at the criterion's rounding
+    # floor, close enough to the barycenter for its implicit derivative
+    return sym(factor @ factor.transpose(-1, -2)), fresh
 
 
 def unrolled_fixed_point(xs, w, iterations, method="eigh"):
@@ -466,8 +470,9 @@ def bw_barycenter(xs, w, tol, max_iter, method="eigh", input_dtype=None):
     -------
     torch.Tensor
         The barycenter ``(..., n, n)``, differentiable in ``xs`` and ``w``: implicitly when
-        the iteration converged, else through ``max_iter`` unrolled steps of the same
-        iteration (so the gradient is that of the value returned).
+        the iteration converged (or stalled at its rounding floor near ``tol``), else through
+        ``max_iter`` unrolled steps of the same iteration (so the gradient is that of the value
+        returned).
     """
     method = check_method(method)
     input_dtype = input_dtype or xs.dtype
