@@ -365,3 +365,25 @@ def test_a_point_off_a_learnable_hyperboloid_is_reported_without_a_warning():
         warnings.simplefilter("error")
         ok, reason = m.check_point(torch.tensor([[2.0, 0.1, 0.1]], dtype=F64))
     assert not ok and "differs from -k = -1 by 2.98" in reason
+
+
+@pytest.mark.parametrize("dist", [1e-4, 1e-3])
+def test_logmap_of_nearby_float32_points_keeps_float32_accuracy(dist):
+    # the time part of y - x was y_0 - x_0, whose rounding (eps x_0) dominated for nearby
+    # points: 4e-4 relative at distance 1e-4; the reference takes the spatial coordinates as
+    # the points (projx recomputes the time coordinate) and works in float64
+    m = Lorentz(1.0)
+    g = torch.Generator().manual_seed(0)
+    spatial = 0.5 * torch.randn(3, dtype=torch.float64, generator=g)
+    x = m.expmap0(torch.cat([torch.zeros(1, dtype=torch.float64), spatial]))
+    v = m.proju(x, torch.randn(4, dtype=torch.float64, generator=g))
+    y = m.expmap(x, v / m.norm(x, v) * dist)
+    x32, y32 = m.projx(x.float()), m.projx(y.float())
+    reference = m.logmap(m.projx(x32.double()), m.projx(y32.double()))
+    error = (m.logmap(x32, y32).double() - reference).norm() / reference.norm()
+    assert float(error) < 1e-6
+    # in float64 at distance 1e-8, the tangent vector at the origin has no time part
+    o = m.origin(n=4, dtype=torch.float64)
+    u = torch.tensor([0.0, 0.3, 0.5, -0.2], dtype=torch.float64)
+    w = m.logmap(o, m.expmap(o, u / m.norm(o, u) * 1e-8))
+    assert float(w[0].abs()) < 1e-24

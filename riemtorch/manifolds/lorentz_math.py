@@ -176,13 +176,19 @@ def logmap(x, y, *, k):
     """``Log_x(y) = theta / sinh(theta) (y + <x, y>_L x / k)``, ``theta = d(x, y) / sqrt(k)``.
 
     The direction is evaluated as ``(y - x) - q / (2k) x`` with the chord ``q`` of :func:`dist`,
-    which keeps its digits when ``y`` is close to ``x``.
+    which keeps its digits when ``y`` is close to ``x``. The time part of ``y - x`` is taken as
+    ``(y_s - x_s) . (y_s + x_s) / (x_0 + y_0)`` (equal on the hyperboloid), not as ``y_0 - x_0``,
+    whose rounding ``eps x_0`` is all of it for nearby points (a relative error of ``5e-9`` at
+    distance ``1e-8`` in float64, ``3e-4`` at ``1e-4`` in float32).
     """
     k = _as_k(k, x)
     q = _chord2(x, y, k)
     sqrt_k = k.sqrt()
     theta = 2 * torch.asinh(safe_sqrt(q) / (2 * sqrt_k))
-    return ((y - x) - q / (2 * k) * x) / _sinh_ratio(theta)
+    xs, ys = x[..., 1:], y[..., 1:]
+    time = dot(ys - xs, ys + xs) / (x[..., :1] + y[..., :1])
+    diff = torch.cat((time, ys - xs), dim=-1)
+    return (diff - q / (2 * k) * x) / _sinh_ratio(theta)
 
 
 def logmap0(y, *, k):
