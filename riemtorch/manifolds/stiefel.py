@@ -44,9 +44,8 @@ def check_projection(q: torch.Tensor) -> torch.Tensor:
     """``q``, the polar factor of an input, after checking with validation on that its columns
     are orthonormal (to the input tolerance of its dtype): they are not where the input was
     rank deficient."""
-    if config.validating() and q.numel() > 0:
-        gram = q.detach().transpose(-1, -2) @ q.detach()
-        err = float((gram - torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)).abs().amax())
+    if config.validating():
+        err = float(_orthonormality_error(q.detach()))
         if not err <= input_tolerance(q.dtype):
             raise ValueError("cannot project: the input is rank deficient or too ill-conditioned "
                              f"for its polar factor (max |Q^T Q - I| = {err:.3g} after it)")

@@ -9,7 +9,6 @@ from torch import nn
 from riemtorch import config
 from riemtorch.linalg.checks import check_positive_int
 from riemtorch.linalg.safe import safe_norm
-from riemtorch.manifolds.base import input_tolerance
 from riemtorch.manifolds.lorentz import Lorentz
 from riemtorch.manifolds.stereographic import Stereographic
 from riemtorch.parameter import ManifoldParameter
@@ -179,11 +178,7 @@ class PoincareMLR(nn.Module):
             raise ValueError("PoincareMLR needs a negative curvature; the learnable curvature of "
                              f"its manifold has reached k = {float(m.k.detach()):g} (a "
                              "learnable PoincareBall keeps c > 0)")
-        if config.validating():
-            tol = input_tolerance(x.dtype)
-            ok, reason = m._check_point_on_manifold(x.detach(), tol, tol)
-            if not ok:
-                raise ValueError(f"PoincareMLR: input is not a point of {m!r}: {reason}")
+        m._check_input(x, "point", "input", "PoincareMLR")  # values only with validation on
         c = -m.k.to(dtype=x.dtype, device=x.device)
         sqrt_c = c.sqrt()
         p = self.points
