@@ -64,13 +64,15 @@ def layers_section(device, batch=64):
     for dtype in DTYPES:
         x = x64.to(device, dtype)
         with riemtorch.config.override(validate=False):
-            one = layers.timed(*layers.riemtorch_step(1, dtype, device), x, y)
-            tol = layers.timed(*layers.riemtorch_step(None, dtype, device), x, y)
+            flow = layers.timed(*layers.riemtorch_step(1, "flow", dtype, device), x, y)
+            one = layers.timed(*layers.riemtorch_step(1, dtype=dtype, device=device), x, y)
+            tol = layers.timed(*layers.riemtorch_step(None, dtype=dtype, device=device), x, y)
         try:
             peer = layers.timed(*layers.spd_learn_step(dtype, device), x, y)
         except ImportError:
             peer = None
-        for label, ours in (("1 Karcher iteration", one), ("mean to tolerance", tol)):
+        for label, ours in (("1 Karcher flow step", flow), ("1 Newton step", one),
+                            ("mean to tolerance", tol)):
             rows.append([f"riemtorch, {label}, {_name(dtype)}", ours, peer,
                          peer / ours if peer else None])
     print_table(f"SPDNet + AIM batch norm training step on {device}, batch {batch} of "

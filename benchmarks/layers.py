@@ -1,12 +1,14 @@
 """One SPDNet training step against spd_learn: BiMap 40->20 -> ReEig -> batch norm (AIM) ->
 LogEig -> Linear on a batch of 64, forward + backward + optimizer step, float64, CPU.
 
-Both batch norms use one iteration for the batch mean (spd_learn's default ``n_iter=1``: one
-Karcher flow step; riemtorch: one Newton step from the geometric mean of the arithmetic and
-harmonic means, with the gradient of the exact mean); riemtorch is also timed with its default
-(Newton steps to tolerance). A second table gives how far each one-iteration mean is from the
-Karcher mean. Per step riemtorch's AIM batch norm takes two batched ``eigh`` (the Newton step
-and the centred samples) and none in the backward pass. riemtorch steps the BiMap weight on the
+Both batch norms use one iteration for the batch mean. spd_learn's default ``n_iter=1`` is one
+Karcher flow step from the arithmetic mean. riemtorch takes one Karcher flow step
+(``mean_method="flow"``, the same algorithm) or one Newton step (its default method) from the
+geometric mean of the arithmetic and harmonic means, both with the gradient of the exact mean;
+it is also timed with its default mean (Newton steps to tolerance). A last table gives how far
+each one-iteration mean is from the Karcher mean. Per step riemtorch's AIM batch norm takes two
+batched ``eigh`` (the step and the centred samples) and none in the backward pass; the Newton
+step adds a Hessian solve to the flow step. riemtorch steps the BiMap weight on the
 Stiefel manifold with RiemannianAdam; spd_learn parametrises it and uses torch.optim.Adam (its
 recommended setup). Validation is off for riemtorch (riemtorch.config).
 
@@ -51,19 +53,21 @@ N_IN, N_OUT, CLASSES = 40, 20, 4
 # pause between rounds: the OpenMP threads of the process that just ran spin-wait for a while
 # after its last step and would take cores from the next one
 SETTLE_S = 0.2
-VARIANTS = ("riemtorch, 1 Karcher iteration", "riemtorch, mean to tolerance", "spd_learn")
+VARIANTS = ("riemtorch, 1 Karcher flow step", "riemtorch, 1 Newton step",
+            "riemtorch, mean to tolerance", "spd_learn")
 # the second table's environment: glibc keeps 64 MiB at the top of its heap instead of
 # returning it to the system (see the module docstring)
 KEPT_HEAP = {"MALLOC_TOP_PAD_": str(64 << 20)}
 
 
-def riemtorch_step(mean_iters, dtype=torch.float64, device="cpu"):
+def riemtorch_step(mean_iters, mean_method="newton", dtype=torch.float64, device="cpu"):
     from riemtorch import nn as rnn
     from riemtorch.optim import RiemannianAdam
 
     model = torch.nn.Sequential(
         rnn.BiMap(N_IN, N_OUT, dtype=dtype), rnn.ReEig(1e-4),
-        rnn.SPDBatchNorm(N_OUT, metric="aim", mean_iters=mean_iters, dtype=dtype),
+        rnn.SPDBatchNorm(N_OUT, metric="aim", mean_iters=mean_iters, mean_method=mean_method,
+                         dtype=dtype),
         rnn.LogEig(), rnn.Vech(), torch.nn.Linear(N_OUT * (N_OUT + 1) // 2, CLASSES, dtype=dtype))
     model.to(device)
     return model, RiemannianAdam(model.parameters(), lr=1e-3)
@@ -87,8 +91,10 @@ def build(variant):
 
         riemtorch.config.validate = False
     if variant == VARIANTS[0]:
-        return riemtorch_step(1)
+        return riemtorch_step(1, "flow")
     if variant == VARIANTS[1]:
+        return riemtorch_step(1)
+    if variant == VARIANTS[2]:
         return riemtorch_step(None)
     return spd_learn_step()
 
@@ -206,7 +212,9 @@ def mean_accuracy(size):
     xs = w.T @ x @ w
     aim = riemtorch.SPDAffineInvariant()
     exact = aim.frechet_mean(xs, tol=1e-12)
-    means = {VARIANTS[0]: aim.frechet_mean(xs, max_iter=1), VARIANTS[1]: aim.frechet_mean(xs)}
+    flow = riemtorch.SPDAffineInvariant(mean_method="flow")
+    means = {VARIANTS[0]: flow.frechet_mean(xs, max_iter=1),
+             VARIANTS[1]: aim.frechet_mean(xs, max_iter=1), VARIANTS[2]: aim.frechet_mean(xs)}
     try:
         from spd_learn.functional.batchnorm import frechet_mean
 
@@ -230,7 +238,7 @@ def main():
         times = alternating_median_ms(args.threads, args.batch, env)
         peer = times.get("spd_learn")
         rows = [[name, times[name], peer, peer / times[name] if peer else None]
-                for name in VARIANTS[:2]]
+                for name in VARIANTS[:3]]
         print_table(f"SPDNet + AIM batch norm training step, batch {args.batch} of "
                     f"{N_IN}x{N_IN}, float64, each variant in three processes of its own{heading}",
                     ["riemtorch variant", "riemtorch ms", "spd_learn ms",

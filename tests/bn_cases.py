@@ -71,4 +71,6 @@ _GYRO = [
 BN_CASES += [(name, _gyro_bn(make, shape), _gyro_batch(make, **kw)) for name, make, shape, kw in _GYRO]
 BN_CASES += [
     ("spd-bw-newton-schulz", _spd_bn("bw", sqrtm_method="newton_schulz"), _spd_batch),
+    ("spd-aim-flow", _spd_bn("aim", mean_method="flow"), _spd_batch),
+    ("spd-aim-flow-gyro", _spd_bn("aim", mean_method="flow", gyro=True), _spd_batch),
 ]

@@ -145,7 +145,7 @@ def test_one_newton_step_gradient_is_the_exact_mean_gradient_to_the_step_residua
     u = riemtorch.linalg.sym(0.2 * torch.randn(32, 6, 6, dtype=D, generator=gen))
     x = spd.expmap(base.expand(32, 6, 6), u)
     weight = torch.randn(x.shape, dtype=D, generator=gen)
-    residual = karcher.newton_iterations(x, riemtorch.manifolds.spd.common.uniform_weights(x),
+    residual = karcher.karcher_iterations(x, riemtorch.manifolds.spd.common.uniform_weights(x),
                                          1e-8, 1)[4]
     assert 1e-6 < residual < 1e-3
     products = []

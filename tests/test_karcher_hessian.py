@@ -190,7 +190,7 @@ def test_mean_reached_at_the_start_comes_with_its_symmetric_frame():
     q = torch.linalg.qr(torch.randn(3, 3, dtype=F64, generator=torch.Generator().manual_seed(4)))[0]
     xs = q @ xs @ q.T
     w = common.uniform_weights(xs)
-    mean, frame, lam, bases, top = karcher.newton_iterations(xs, w, 1e-10, 5)
+    mean, frame, lam, bases, top = karcher.karcher_iterations(xs, w, 1e-10, 5)
     assert top <= 1e-10
     torch.testing.assert_close(mean, q @ torch.diag(torch.tensor([2.0, 2.0, 1.5], dtype=F64)) @ q.T)
     torch.testing.assert_close(frame.root, frame.root.mT, rtol=0, atol=1e-14)

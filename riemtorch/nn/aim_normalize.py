@@ -9,10 +9,10 @@ with ``v = mean_i ||log W_i||^2``: centring is ``log W_i``, scaling multiplies i
 moving to ``B`` is ``B^1/2 expm(.) B^1/2``. Every term is a function of the spectra of the
 ``W_i``, so one batched ``eigh`` gives the variance and ``W_i^t``, and the same decomposition is
 the one the implicit derivative of the Karcher mean needs
-(:mod:`riemtorch.manifolds.spd.karcher`): with the Newton iterations ending at an estimate whose
-whitened spectrum is known, a training step costs two batched ``eigh`` for one Newton
-iteration (three for a mean to tolerance) and none in the backward pass, where the generic
-composition of mean, centre, scale and uncentre takes five.
+(:mod:`riemtorch.manifolds.spd.karcher`): with the iterations ending at an estimate whose
+whitened spectrum is known, a training step costs two batched ``eigh`` for one Newton or
+Karcher flow iteration (three for a Newton mean to tolerance) and none in the backward pass,
+where the generic composition of mean, centre, scale and uncentre takes five.
 
 With the bias root ``R = B^1/2`` and ``W_i = U_i diag(lam) U_i^T``, the output is
 ``Y_i = V_i^T diag(lam^t) V_i`` with ``V_i = U_i^T R``: one batched product for the bases and one
@@ -47,12 +47,13 @@ def _diagonal(a):
 class _AIMNormalize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, scale, bias_root, mean, var, eps, tol, max_iter, normalize,
-                input_dtype):
+                input_dtype, method):
         batch_stats = mean is None
         w = common.uniform_weights(xs)
         residual = 0.0
         if batch_stats:
-            mean, frame, lam, bases, residual = karcher.newton_iterations(xs, w, tol, max_iter)
+            mean, frame, lam, bases, residual = karcher.karcher_iterations(
+                xs, w, tol, max_iter, method=method)
         else:
             mean, var = mean.clone(), var.clone()
             frame, lam, bases = karcher.whitened_spectrum(xs, mean)
@@ -111,11 +112,12 @@ class _AIMNormalize(torch.autograd.Function):
                                           ctx.residual, dlog)
             inner.addcmul_(dlog.mul_(w), bases.rotate(z))
         grad_x = sym(bases.from_bases(inner, inv_root))
-        return (grad_x, grad_scale, grad_bias_root, None, None, None, None, None, None, None)
+        return (grad_x, grad_scale, grad_bias_root, None, None, None, None, None, None, None,
+                None)
 
 
 def aim_normalize(xs, scale, bias_root, mean=None, var=None, *, eps, tol, max_iter, normalize,
-                  input_dtype):
+                  input_dtype, method="newton"):
     """Centre SPD samples at their affine-invariant mean, scale their dispersion and move them to
     the bias.
 
@@ -129,7 +131,7 @@ def aim_normalize(xs, scale, bias_root, mean=None, var=None, *, eps, tol, max_it
         ``B^1/2`` of the bias, ``(*channels, n, n)`` (differentiable).
     mean, var : torch.Tensor, optional
         Given statistics (``(*channels, n, n)`` and ``channels``, treated as constants); when
-        omitted, the Karcher mean (Newton iterations, ``tol`` and ``max_iter``) and the
+        omitted, the Karcher mean (iterations of ``method``, ``tol`` and ``max_iter``) and the
         Fréchet variance of the batch, differentiated as functions of the samples.
     eps : float
         Added to the variance before the square root.
@@ -138,6 +140,8 @@ def aim_normalize(xs, scale, bias_root, mean=None, var=None, *, eps, tol, max_it
     input_dtype : torch.dtype
         Dtype of the user's input, for the accuracy of the implicit backward
         (:func:`~riemtorch.manifolds.spd.common.implicit_rtol`).
+    method : {"newton", "flow"}
+        Steps of the batch mean (:func:`~riemtorch.manifolds.spd.karcher.karcher_iterations`).
 
     Returns
     -------
@@ -146,7 +150,8 @@ def aim_normalize(xs, scale, bias_root, mean=None, var=None, *, eps, tol, max_it
         ``M^-1/2`` (all but the first detached; the roots for :func:`running_mean_step`).
     """
     return _AIMNormalize.apply(xs, scale, bias_root, mean, var, float(eps), float(tol),
-                               int(max_iter), bool(normalize), input_dtype)
+                               int(max_iter), bool(normalize), input_dtype,
+                               karcher.check_method(method))
 
 
 def running_mean_step(running, root, inv_root, momentum: float):

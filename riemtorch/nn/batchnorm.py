@@ -107,8 +107,9 @@ class RiemannianBatchNorm(nn.Module):
     mean_iters : int, optional
         Iteration cap of the batch Fréchet mean, an int >= 1 (``None``: the solver's default,
         run to tolerance); 1 gives the one-step approximations of the literature. Under the
-        affine-invariant metric one step is a Newton step, and the gradient is that of the exact
-        mean, evaluated at the estimate and solved to the estimate's own accuracy.
+        affine-invariant metric one step is a Newton step (a Karcher flow step with the
+        manifold's ``mean_method="flow"``), and the gradient is that of the exact mean,
+        evaluated at the estimate and solved to the estimate's own accuracy.
     track_running_stats : bool
         As in ``torch.nn.BatchNorm``: when ``False`` batch statistics are used in eval mode too.
     """

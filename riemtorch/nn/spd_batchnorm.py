@@ -21,16 +21,20 @@ METRICS = ("aim", "lem", "lcm", "bw", "gbw")
 
 
 def spd_metric(metric: str, n: int, power: float = 1.0, metric_matrix=None,
-               learn_metric: bool = False, sqrtm_method: str = "eigh", dtype=None, device=None):
+               learn_metric: bool = False, sqrtm_method: str = "eigh", dtype=None, device=None,
+               mean_method: str = "newton"):
     """The SPD manifold for a metric name: ``"aim"``, ``"lem"``, ``"lcm"``, ``"bw"`` or ``"gbw"``
     (``metric_matrix`` is the GBW matrix ``M``, the identity by default; ``sqrtm_method``
-    chooses how BW and GBW take matrix square roots)."""
+    chooses how BW and GBW take matrix square roots, ``mean_method`` the steps of the AIM
+    mean)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if metric != "gbw" and (metric_matrix is not None or learn_metric):
         raise ValueError("metric_matrix and learn_metric apply to metric='gbw' only")
     if metric not in ("bw", "gbw") and sqrtm_method != "eigh":
         raise ValueError("sqrtm_method applies to metric='bw' and metric='gbw' only")
+    if metric != "aim" and mean_method != "newton":
+        raise ValueError("mean_method applies to metric='aim' only")
     if metric == "lem":
         if power != 1.0:
             raise ValueError("the log-Euclidean metric has no power deformation (it is the limit)")
@@ -42,7 +46,9 @@ def spd_metric(metric: str, n: int, power: float = 1.0, metric_matrix=None,
                                               sqrtm_method=sqrtm_method)
     if metric == "bw":
         return SPDBuresWasserstein(power, sqrtm_method=sqrtm_method)
-    return {"aim": SPDAffineInvariant, "lcm": SPDLogCholesky}[metric](power)
+    if metric == "aim":
+        return SPDAffineInvariant(power, mean_method=mean_method)
+    return SPDLogCholesky(power)
 
 
 class SPDBatchNorm(RiemannianBatchNorm):
@@ -91,6 +97,11 @@ class SPDBatchNorm(RiemannianBatchNorm):
         faster on CPUs, and also in the GPU benchmark of a BW batch norm on an H100 (256
         matrices of 64 x 64, forward + backward: Newton-Schulz takes 1.07x the time of
         ``eigh`` in float32, 1.54x in float64; ``BENCHMARKS_GPU.md``).
+    mean_method : {"newton", "flow"}
+        For AIM: the batch mean by Riemannian Newton steps or by Karcher flow steps (see
+        :class:`~riemtorch.SPDAffineInvariant`). With ``mean_iters=1`` a flow step skips the
+        Newton step's Hessian solve (on 64 matrices of 20 x 20, about 9 % of an SPDNet training
+        step) and lands about ``1e-2`` from the mean instead of ``6e-6`` (``benchmarks/layers.py``).
     **kwargs
         ``momentum``, ``eps``, ``normalize_variance``, ``learn_scale``, ``learn_bias``, ``gyro``,
         ``mean_iters``, ``track_running_stats``, ``dtype``, ``device`` as in
@@ -107,12 +118,12 @@ class SPDBatchNorm(RiemannianBatchNorm):
 
     def __init__(self, n: int, metric: str = "aim", power: float = 1.0,
                  channels: Sequence[int] = (), metric_matrix: Optional[torch.Tensor] = None,
-                 learn_metric: bool = False, sqrtm_method: str = "eigh", dtype=None, device=None,
-                 **kwargs):
+                 learn_metric: bool = False, sqrtm_method: str = "eigh", mean_method: str = "newton",
+                 dtype=None, device=None, **kwargs):
         n = check_positive_int(n, "n")  # before the manifold, whose GBW matrix has size n
         channels = tuple(check_positive_int(c, f"channels[{i}]") for i, c in enumerate(channels))
         manifold = spd_metric(metric, n, power, metric_matrix, learn_metric, sqrtm_method, dtype,
-                              device)
+                              device, mean_method)
         super().__init__(manifold, channels + (n, n), dtype=dtype, device=device, **kwargs)
         self.metric = metric
 
@@ -155,7 +166,8 @@ class SPDBatchNorm(RiemannianBatchNorm):
         dtype, (xs, scale) = common.promote(x, self.scale)
         options = dict(eps=self.eps, tol=default_mean_tolerance(dtype),
                        max_iter=100 if self.mean_iters is None else self.mean_iters,
-                       normalize=self.normalize_variance, input_dtype=x.dtype)
+                       normalize=self.normalize_variance, input_dtype=x.dtype,
+                       method=self.manifold.mean_method)
         root = common.sqrtm(self.bias.to(xs.dtype))
         if batch_stats:
             y, mean, var, *mean_roots = aim_normalize(xs, scale, root, **options)

@@ -135,16 +135,16 @@ def aim_gyration(x, y, z):
     return sym(f @ z @ f.transpose(-1, -2))
 
 
-def aim_karcher_mean(xs, w, tol, max_iter, input_dtype=None):
+def aim_karcher_mean(xs, w, tol, max_iter, input_dtype=None, method="newton"):
     """Weighted Karcher mean of ``xs`` ``(N, ..., n, n)`` with weights ``w`` ``(N, ..., 1, 1)``.
 
-    Riemannian Newton iterations from the geometric mean of the arithmetic and harmonic
-    means, stopped once the Frobenius norm of the Riemannian gradient
-    ``sum_i w_i logm(L^-1 X_i L^-T)`` (in the frame ``M = L L^T`` of the current estimate) is
-    at most ``tol``; differentiable by the implicit function theorem
+    Riemannian Newton (or, with ``method="flow"``, Karcher flow) iterations from the geometric
+    mean of the arithmetic and harmonic means, stopped once the Frobenius norm of the
+    Riemannian gradient ``sum_i w_i logm(L^-1 X_i L^-T)`` (in the frame ``M = L L^T`` of the
+    current estimate) is at most ``tol``; differentiable by the implicit function theorem
     (:mod:`riemtorch.manifolds.spd.karcher`).
     """
-    return karcher.karcher_mean(xs, w, tol, max_iter, input_dtype)
+    return karcher.karcher_mean(xs, w, tol, max_iter, input_dtype, method)
 
 
 class SPDAffineInvariant(GyroSPDManifold):
@@ -161,7 +161,7 @@ class SPDAffineInvariant(GyroSPDManifold):
     rounding grows with ``cond(P)``: at 1e8, ``dist(P, P)`` is about 1e-9 and its gradient
     that of a noise direction again). Every matrix function has the finite-at-ties backward
     of :mod:`riemtorch.linalg`, so gradients at the identity are finite too. The Fréchet mean is
-    found by the Newton iterations of :func:`aim_karcher_mean`. Gyro structure (Nguyen & Yang):
+    found by the iterations of :func:`aim_karcher_mean`. Gyro structure (Nguyen & Yang):
     ``P (+) Q = P^1/2 Q P^1/2``, ``t (*) P = P^t``, ``(-) P = P^-1``.
 
     Float32 input is computed in float64 (Cholesky, eigenvalues and all) and rounded back, as
@@ -173,6 +173,10 @@ class SPDAffineInvariant(GyroSPDManifold):
     power : float
         Power deformation ``theta`` (see :mod:`riemtorch.manifolds.spd.base`):
         ``d(P, Q) = d_AIM(P^theta, Q^theta) / theta``; ``0`` is the log-Euclidean metric.
+    mean_method : {"newton", "flow"}
+        Steps of the Fréchet mean: Riemannian Newton steps (quadratic convergence; the
+        default) or Karcher flow steps ``M <- M^1/2 exp(F) M^1/2`` (no Hessian solve, linear
+        convergence: for one-step means, such as a batch norm's ``mean_iters=1``).
 
     Examples
     --------
@@ -183,8 +187,14 @@ class SPDAffineInvariant(GyroSPDManifold):
     tensor(1.3863, dtype=torch.float64)
     """
 
-    def __init__(self, power: float = 1.0):
+    def __init__(self, power: float = 1.0, mean_method: str = "newton"):
         super().__init__(power)
+        self.mean_method = karcher.check_method(mean_method)
+
+    def extra_repr(self) -> str:
+        if self.mean_method == "newton":
+            return super().extra_repr()
+        return f"{super().extra_repr()}, mean_method={self.mean_method!r}"
 
     def _inner(self, x, u, v):
         return aim_inner(x, u, v)
@@ -242,7 +252,7 @@ class SPDAffineInvariant(GyroSPDManifold):
     retr_transp = expmap_transp
 
     def _mean(self, xs, w, tol, max_iter, input_dtype):
-        return aim_karcher_mean(xs, w, tol, max_iter, input_dtype)
+        return aim_karcher_mean(xs, w, tol, max_iter, input_dtype, self.mean_method)
 
     def _gyroadd(self, x, y):
         return aim_gyroadd(x, y)
