@@ -81,6 +81,37 @@ def test_flow_mean_against_pyriemann():
                                atol=1e-8)
 
 
+def test_flow_step_formula_with_damping():
+    """``B expm(nu a F) B^T`` for a halved step, first (unit length where ``k < 2``) or later
+    (the rate ``2 / (1 + k)``), against numpy."""
+    gen = torch.Generator().manual_seed(11)
+    xs = _concentrated(gen, batch=6)
+    w = common.uniform_weights(xs)
+    factor = torch.linalg.cholesky(AIM.random(n=4, cond=3.0, dtype=F64, generator=gen))
+    whitened = torch.linalg.solve_triangular(
+        factor, torch.linalg.solve_triangular(factor, xs, upper=False).mT, upper=False)
+    lam, u = torch.linalg.eigh(whitened)
+    grad = sum(np.real(sla.logm(x)) for x in whitened.numpy()) / xs.shape[0]
+    k = sum(max(1.0, 0.5 * (hi + lo) * np.log(hi / lo) / (hi - lo))
+            for lo, hi in lam[:, [0, -1]].numpy()) / xs.shape[0]
+    assert k < 2
+    for first, length in ((True, 1.0), (False, 2 / (1 + k))):
+        got = karcher.flow_step(factor, lam, torch.from_numpy(grad), w, torch.tensor(0.5, dtype=F64),
+                                first)
+        expected = factor.numpy() @ sla.expm(0.5 * length * grad) @ factor.numpy().T
+        torch.testing.assert_close(got, torch.from_numpy(expected), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("spread,seed", [(0.8, 4), (0.9, 0), (0.9, 2)])
+def test_flow_converges_at_the_unit_step_limit(spread, seed):
+    """Where ``k`` nears 2 (1.81-1.97 here), unit steps after the first would contract by
+    almost nothing in the worst case (35 or more steps to 1e-10); the rate takes about 16."""
+    xs = _concentrated(torch.Generator().manual_seed(seed), batch=8, spread=spread)
+    w = common.uniform_weights(xs)
+    residual = karcher.karcher_iterations(xs, w, 1e-10, 25, method="flow")[4]
+    assert residual <= 1e-10
+
+
 def test_flow_steps_shrink_the_distance_on_spread_samples():
     """Where the unit step would overshoot (the first unit step raises ``||F||`` on these), the
     shortened steps still bring every iterate closer."""
@@ -126,9 +157,9 @@ def test_one_step_flow_batchnorm_against_reference():
     xs = _concentrated(gen, batch=12)
     bn = SPDBatchNorm(4, mean_method="flow", mean_iters=1, dtype=F64).train()
     y = bn(xs)
-    mean1 = FLOW.frechet_mean(xs, max_iter=1)
-    torch.testing.assert_close(y, torch.from_numpy(_bn_reference(xs.numpy(), mean1.numpy(),
-                                                                 bn.eps)), rtol=1e-9, atol=1e-9)
+    mean1 = _one_flow_step(xs.numpy(), np.full(xs.shape[0], 1 / xs.shape[0]))[0]
+    torch.testing.assert_close(y, torch.from_numpy(_bn_reference(xs.numpy(), mean1, bn.eps)),
+                               rtol=1e-9, atol=1e-9)
     # the Newton step lands elsewhere: the option reaches the fused layer
     newton = SPDBatchNorm(4, mean_iters=1, dtype=F64).train()(xs)
     assert float((newton - y).detach().abs().max()) > 1e-6
@@ -179,6 +210,21 @@ def test_mean_method_is_checked_and_shown():
         riemtorch.SPDAffineInvariant(mean_method="gradient")
     with pytest.raises(ValueError, match="mean_method applies to metric='aim' only"):
         SPDBatchNorm(4, metric="lem", mean_method="flow")
+    with pytest.raises(ValueError, match="power=0"):
+        SPDBatchNorm(4, power=0.0, mean_method="flow")
+    with pytest.raises(ValueError, match="mean_method"):
+        karcher.karcher_iterations(*(lambda x: (x, common.uniform_weights(x)))(
+            _concentrated(torch.Generator().manual_seed(0))), 1e-10, 3, method="Flow")
     assert "mean_method='flow'" in repr(FLOW)
-    assert "mean_method" not in repr(AIM)
+    assert "mean_method='newton'" in repr(AIM)
     assert SPDBatchNorm(4, mean_method="flow").manifold.mean_method == "flow"
+    # positional dtype still lands on dtype
+    assert SPDBatchNorm(4, "aim", 1.0, (), None, False, "eigh", F64).bias.dtype == F64
+
+
+def test_manifold_pickled_without_the_option_uses_newton():
+    state = dict(FLOW.__dict__)
+    del state["mean_method"]
+    old = riemtorch.SPDAffineInvariant.__new__(riemtorch.SPDAffineInvariant)
+    old.__dict__.update(state)
+    assert old.mean_method == "newton"

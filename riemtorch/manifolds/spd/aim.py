@@ -175,8 +175,11 @@ class SPDAffineInvariant(GyroSPDManifold):
         ``d(P, Q) = d_AIM(P^theta, Q^theta) / theta``; ``0`` is the log-Euclidean metric.
     mean_method : {"newton", "flow"}
         Steps of the Fréchet mean: Riemannian Newton steps (quadratic convergence; the
-        default) or Karcher flow steps ``M <- M^1/2 exp(F) M^1/2`` (no Hessian solve, linear
-        convergence: for one-step means, such as a batch norm's ``mean_iters=1``).
+        default) or Karcher flow steps ``M <- M^1/2 exp(a F) M^1/2`` with ``F`` the mean of the
+        whitened samples' logarithms and ``a`` a step length that guarantees contraction (no
+        Hessian solve, linear convergence: for means of one or a few steps, such as a batch
+        norm's ``mean_iters=1``; :mod:`riemtorch.manifolds.spd.karcher`). At ``power=0`` the
+        mean has a closed form and only ``"newton"`` is accepted.
 
     Examples
     --------
@@ -187,13 +190,16 @@ class SPDAffineInvariant(GyroSPDManifold):
     tensor(1.3863, dtype=torch.float64)
     """
 
+    mean_method = "newton"  # (also for instances pickled before the option existed)
+
     def __init__(self, power: float = 1.0, mean_method: str = "newton"):
         super().__init__(power)
         self.mean_method = karcher.check_method(mean_method)
+        if self.power == 0 and mean_method != "newton":
+            raise ValueError("mean_method has no effect at power=0, where the mean is the "
+                             "closed-form log-Euclidean mean; leave it at 'newton'")
 
     def extra_repr(self) -> str:
-        if self.mean_method == "newton":
-            return super().extra_repr()
         return f"{super().extra_repr()}, mean_method={self.mean_method!r}"
 
     def _inner(self, x, u, v):

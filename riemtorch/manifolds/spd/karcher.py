@@ -24,9 +24,10 @@ The Karcher flow ``M <- M^1/2 exp(F) M^1/2`` (``method="flow"``) is the cheaper 
 same batched ``eigh`` per iteration but no Hessian and no solve. It converges linearly (from
 the arithmetic-harmonic start, one flow step on the benchmark's batches lands about ``1e-2``
 from the mean, against ``6e-6`` for one Newton step and ``3e-2`` for the one flow step from
-the arithmetic mean that other libraries take), so it suits one-step batch statistics rather
-than means to tolerance. A step that fails to decrease ``||F||`` is halved, as a Newton step
-is.
+the arithmetic mean that other libraries take), so it suits batch statistics of one or a few
+steps rather than means to tolerance (64 samples of 20 x 20 at condition number 1e8 take
+about 100 flow steps to the rounding floor, against 7 to 10 Newton steps). After a step that
+fails to decrease ``||F||`` the next one is halved, as for Newton steps.
 
 On CPU, a batch large enough to share out is cut into one slice of samples per thread
 (:class:`~riemtorch.linalg.batched.SampleChunks`): each thread whitens, decomposes and
@@ -198,19 +199,20 @@ def newton_step(factor, lam, loglam, bases, w, grad, nu, atol):
     return common.unwhiten(factor, common.expm(nu[..., None, None] * sym(step)))
 
 
-def flow_step(factor, lam, grad, w, nu):
+def flow_step(factor, lam, grad, w, nu, first):
     """The damped Karcher flow step ``B exp(nu a F) B^T`` from ``M = B B^T`` (the spectra and
     ``F`` in the frame of the factor ``B``): one exponential of a single matrix per batch entry.
 
-    The unit step ``a = 1`` of the classical flow leaves the residual at most
-    ``(k - 1) ||F||`` to first order (``k`` of :func:`_richardson_rate`), a contraction only
-    for ``k < 2``: on spread samples (random 4 x 4 at condition number 1e4) it overshoots and
-    the damped flow did not reach ``1e-10`` in 100 steps. Where ``k >= 2`` the step is
-    shortened to the rate ``a = 2 / (1 + k)``, which contracts by ``(k - 1) / (k + 1)`` (45 to
-    80 steps there). On concentrated batches (``k = 1.75`` on the benchmark's) the unit step
-    lands closer: ``1e-2`` from the mean against ``3e-2`` at the rate."""
+    The step length ``a`` is the rate ``2 / (1 + k)`` of :func:`_richardson_rate`, which
+    contracts ``||F||`` by ``(k - 1) / (k + 1)`` to first order, except on the ``first`` step
+    where ``k < 2``: there it is the unit step of the classical flow, which contracts by
+    ``k - 1`` in the worst case but lands closer on concentrated batches (``k = 1.75`` on the
+    benchmark's: ``1e-2`` from the mean against ``3e-2`` at the rate). Later unit steps would
+    slow the iteration as ``k`` nears 2 (35 to 42 steps to ``1e-10`` against 16 to 21), and
+    where ``k >= 2`` they overshoot (random 4 x 4 samples at condition number 1e4: ``1e-10``
+    not reached in 100 steps, against 45 to 52 at the rate)."""
     rate = _richardson_rate(lam, w)
-    step = torch.where(rate > 2.0 / 3.0, torch.ones_like(rate), rate)
+    step = torch.where(rate > 2.0 / 3.0, torch.ones_like(rate), rate) if first else rate
     return common.unwhiten(factor, common.expm((nu * step)[..., None, None] * grad))
 
 
@@ -295,6 +297,7 @@ def karcher_iterations(xs, w, tol, max_iter, step_past_tolerance=False, method="
     the mean (``H >= 1``), which bounds what the implicit derivative at ``M`` can resolve
     (:func:`implicit_solve`).
     """
+    check_method(method)
     chunks = SampleChunks.plan(xs)
     if chunks.parallel:  # the slices' results fill tensors shaped like the samples
         xs = common.expand_samples(xs, w)
@@ -327,7 +330,7 @@ def _iterate(xs, w, tol, max_iter, step_past_tolerance, method, chunks):
             return richardson_step(factor, lam, grad, w), None, None, None, residual
         nu, previous = _damping(nu, crit, previous), crit
         if method == "flow":
-            mean = flow_step(factor, lam, grad, w, nu)
+            mean = flow_step(factor, lam, grad, w, nu, first=k == 0)
         else:
             atol = _solve_tolerance(crit, tol, last=k == max_iter - 1)
             mean = newton_step(factor, lam, loglam, bases, w, grad, nu, atol)
