@@ -228,3 +228,33 @@ def test_manifold_pickled_without_the_option_uses_newton():
     old = riemtorch.SPDAffineInvariant.__new__(riemtorch.SPDAffineInvariant)
     old.__dict__.update(state)
     assert old.mean_method == "newton"
+
+
+def test_gradcheck_flow_batchnorm_in_train_and_eval():
+    """Run to tolerance, the flow's implicit gradient is the derivative of the layer."""
+    bn = SPDBatchNorm(3, mean_method="flow", dtype=F64)
+    with torch.no_grad():  # a bias away from the identity exercises the general transport
+        bn.bias.copy_(AIM.random(n=3, cond=4.0, dtype=F64,
+                                 generator=torch.Generator().manual_seed(5)))
+    x = AIM.random(4, n=3, cond=5.0, dtype=F64, generator=torch.Generator().manual_seed(0))
+    sym = riemtorch.linalg.sym
+    assert torch.autograd.gradcheck(lambda a: bn(sym(a)), (x.clone().requires_grad_(),))
+    bn.eval()
+    assert torch.autograd.gradcheck(lambda a: bn(sym(a)), (x.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("mean_iters", [1, None])
+def test_float32_flow_spdnet_gradients_are_finite_at_condition_1e6_and_repeated_eigenvalues(
+        mean_iters):
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(
+        riemtorch.nn.BiMap(8, 6), SPDBatchNorm(6, mean_method="flow", mean_iters=mean_iters),
+        riemtorch.nn.ReEig(1e-4), riemtorch.nn.LogEig(), riemtorch.nn.Vech(),
+        torch.nn.Linear(21, 2))
+    hard = AIM.random(6, n=8, cond=1e6, dtype=torch.float32)
+    repeated = torch.stack([torch.eye(8), 2 * torch.eye(8)])
+    x = torch.cat([hard, repeated]).requires_grad_()
+    out = model(x)
+    out.square().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
