@@ -387,3 +387,76 @@ def test_logmap_of_nearby_float32_points_keeps_float32_accuracy(dist):
     u = torch.tensor([0.0, 0.3, 0.5, -0.2], dtype=torch.float64)
     w = m.logmap(o, m.expmap(o, u / m.norm(o, u) * 1e-8))
     assert float(w[0].abs()) < 1e-24
+
+
+def _opposite(m, radius, dtype, direction=(0.0, 1.0, 0.0, 0.0)):
+    """Two points ``radius`` from the origin in opposite directions (``2 radius`` apart)."""
+    u = radius * torch.tensor(direction, dtype=dtype)
+    o = m.origin(n=len(direction), dtype=dtype)
+    return m.expmap(o, u), m.expmap(o, -u)
+
+
+@pytest.mark.parametrize("dtype,radius,rtol", [(F32, 30.0, 1e-5), (F32, 35.0, 1e-5),
+                                               (F64, 100.0, 1e-12), (F64, 300.0, 1e-12)])
+def test_maps_stay_finite_and_exact_far_from_the_origin(dtype, radius, rtol):
+    """Products of two coordinates (``q x`` in the logarithm, ``a b`` in the tangent norm)
+    overflowed from about 30 (float32) apart; now the range ends where the coordinates'
+    squares do. Distances stay exact; a tangent vector this far out keeps no digit of its
+    part across the radius (module notes), so of the logarithm and its norm only finiteness
+    is asked."""
+    for k in (1.0, 2.5):
+        m = Lorentz(k)
+        expected = torch.tensor(2 * radius * k ** 0.5, dtype=dtype)
+        for direction in ((0.0, 1.0, 0.0, 0.0), (0.0, 0.6, 0.8, 0.0)):
+            x, y = _opposite(m, radius * k ** 0.5, dtype, direction)
+            torch.testing.assert_close(m.dist(x, y), expected, rtol=rtol, atol=0)
+            log = m.logmap(x, y)
+            assert bool(torch.isfinite(log).all()) and bool(torch.isfinite(m.norm(x, log)))
+
+
+@pytest.mark.parametrize("dtype,radius", [(F32, 46.0), (F64, 360.0)])
+def test_beyond_the_range_of_the_dtype_methods_raise_instead_of_returning_inf(dtype, radius):
+    m = Lorentz(1.0)
+    o = m.origin(n=3, dtype=dtype)
+    u = torch.zeros(3, dtype=dtype)
+    u[1] = radius
+    with pytest.raises(ValueError, match=r"not finite .*coordinates grow like exp"):
+        m.expmap(o, u)
+    with riemtorch_validation(False):
+        assert not bool(torch.isfinite(m.expmap(o, u)).all())
+
+
+@pytest.mark.parametrize("dtype,inside,outside", [(F32, 12.0, 17.0), (F64, 30.0, 37.0)])
+def test_gyro_operations_raise_beyond_what_the_ball_resolves(dtype, inside, outside):
+    """Gyro results beyond the ball's resolution were arbitrary finite points (float32) or
+    infinite by chance; now they are infinite, and an error with validation on."""
+    m = Lorentz(1.0)
+    o = m.origin(n=3, dtype=dtype)
+    step = torch.tensor([0.0, 0.0, 0.5], dtype=dtype)
+    for radius, ok in ((inside, True), (outside, False)):
+        x = m.expmap(o, torch.tensor([0.0, radius, 0.0], dtype=dtype))
+        y = m.expmap(o, step)
+        if ok:
+            assert abs(float(m.dist(o, m.gyroadd(y, x))) - radius) < 0.2
+            continue
+        with pytest.raises(ValueError, match="gyro operations"):
+            m.gyroadd(y, x)
+        with riemtorch_validation(False):
+            assert not bool(torch.isfinite(m.gyroadd(y, x)).all())
+
+
+def test_a_nan_in_an_unchecked_argument_is_named():
+    """Euclidean gradients are not checked on entry; a NaN in one is reported by name from
+    the result, instead of a NaN gradient reaching the optimizer."""
+    m = Lorentz(1.0)
+    x = m.random(4, n=3, dtype=F64, generator=gen(1))
+    g = torch.randn(4, 3, dtype=F64)
+    g[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="Lorentz.egrad2rgrad: g contains NaN"):
+        m.egrad2rgrad(x, g)
+
+
+def riemtorch_validation(on):
+    import riemtorch
+
+    return riemtorch.config.override(validate=on)

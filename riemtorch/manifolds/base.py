@@ -63,6 +63,11 @@ def checks_inputs(*roles):
     with float64 gives float64), as torch's elementwise operations do and as the SPD metrics
     do explicitly, so that methods built on matrix products accept them too; the result has
     that dtype.
+
+    With validation on, a result that is not finite raises ``ValueError``
+    (:meth:`Manifold._check_result`): from finite inputs it means the dtype's range was left
+    (hyperbolic points far from the origin, for instance), which would otherwise reach the
+    caller as a silent ``inf`` or ``NaN``.
     """
     if any(role not in ROLES + (None,) for role in roles):
         raise ValueError(f"roles must be among {ROLES} or None, got {roles}")
@@ -82,7 +87,10 @@ def checks_inputs(*roles):
                     given.append((i, name, value))
             if len(given) > 1 and any(value.dtype != given[0][2].dtype for _, _, value in given):
                 args, kwargs = _promote_arguments(args, kwargs, given)
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+            if given and config.validating():
+                self._check_result(result, given, method.__name__)
+            return result
 
         checked.input_roles = dict(zip(names, roles))
         return checked
@@ -219,6 +227,28 @@ class Manifold(nn.Module):
                 ok, reason = self._check_point_on_manifold(value.detach(), tol, tol)
                 if not ok:
                     raise ValueError(f"{where}: {name} is not a point of {self!r}: {reason}")
+
+    def _finite_range_hint(self, dtype: torch.dtype) -> str:
+        """What leaves the range of ``dtype`` on this manifold, for :meth:`_check_result`."""
+        wider = "; compute in float64" if dtype != torch.float64 else ""
+        return f"the inputs are too large for {dtype}{wider}"
+
+    def _check_result(self, result, given, method: str) -> None:
+        """``ValueError`` if a tensor of ``result`` (a tensor or a tuple of them) has a NaN or
+        infinite entry: naming the input that has one (arguments not checked on entry, such as
+        Euclidean gradients), or else saying that the finite inputs overflowed the dtype
+        (:meth:`_finite_range_hint`)."""
+        tensors = result if isinstance(result, (tuple, list)) else (result,)
+        with torch.no_grad():
+            if all(bool(torch.isfinite(t).all()) for t in tensors if isinstance(t, torch.Tensor)):
+                return
+            where = f"{type(self).__name__}.{method}"
+            for _, name, value in given:
+                if not bool(torch.isfinite(value).all()):
+                    raise ValueError(f"{where}: {name} contains NaN or infinite values")
+        dtype = next(t.dtype for t in tensors if isinstance(t, torch.Tensor))
+        raise ValueError(f"{where}: the result is not finite in {dtype} although the inputs "
+                         f"are: {self._finite_range_hint(dtype)}")
 
     # ---- generic defaults ----------------------------------------------------------------------
     def egrad2rgrad(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

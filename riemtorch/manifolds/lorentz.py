@@ -26,6 +26,17 @@ class Lorentz(ConstantCurvature):
     ``d(Exp_x(Log_x y), y)`` up to ``1.5e-10`` at ``r = 5``, ``1e-6`` at 8, ``6e-4`` at 10 and
     ``0.15`` at 12).
 
+    Range: coordinates grow like ``exp(r / sqrt(k))``, and the formulas are arranged so that no
+    product of two of them is formed; the maps stay finite (distances exact to rounding) for
+    points up to about ``43 sqrt(k)`` from the origin in float32 and ``350 sqrt(k)`` in
+    float64, where the squares of the coordinates leave the dtype's range (a tangent vector
+    ``u`` at such a point has coordinates about ``|u| cosh(r / sqrt(k))``, so its squared
+    norm overflows somewhat nearer).
+    The gyro operations go through the Poincaré ball, which resolves points up to about
+    ``36 sqrt(k)`` from the origin in float64 and ``16 sqrt(k)`` in float32. Beyond these
+    ranges, with validation on (:mod:`riemtorch.config`), methods raise ``ValueError``
+    instead of returning ``inf`` or ``NaN``.
+
     Gyro structure: ``gyroadd``, ``gyroinv``, ``gyroscalarmul`` and ``gyration`` are the Möbius
     operations of the Poincaré ball of curvature ``-1/k`` transported by the isometry
     :meth:`lorentz_to_poincare`; the origin ``(sqrt(k), 0, ..., 0)`` is the identity.
@@ -47,6 +58,15 @@ class Lorentz(ConstantCurvature):
 
     ndim = 1
     curvature_sign = 1
+
+    def _finite_range_hint(self, dtype: torch.dtype) -> str:
+        reach = "43" if dtype == torch.float32 else "350" if dtype == torch.float64 else "a few"
+        wider = ", compute in float64 or" if dtype != torch.float64 else ","
+        gyro = "36" if dtype == torch.float64 else "16"
+        return (f"the hyperboloid's coordinates grow like exp(r / sqrt(k)) with the distance r "
+                f"from the origin and leave the range of {dtype} beyond about {reach} sqrt(k) "
+                f"(the gyro operations, through the Poincaré ball, beyond about {gyro} "
+                f"sqrt(k)){wider} keep points nearer the origin")
 
     def __init__(self, k=1.0, learnable: bool = False, dtype=None):
         if not bool(curvature_tensor(k, "k", dtype) > 0):

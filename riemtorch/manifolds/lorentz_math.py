@@ -84,7 +84,7 @@ def tangent_inner(x, u, v, *, k, keepdim=False):
     r2_far = torch.where(far, r2, torch.ones_like(r2))  # finite in the unused branch
     a = dot(xs, us)
     b = a if same else dot(xs, vs)
-    ab_x02 = a * b / (k + r2)
+    ab_x02 = a * (b / (k + r2))  # (a b overflows first far from the origin)
     near_value = dot(us, vs) - ab_x02
     u_perp = us - a / r2_far * xs
     v_perp = u_perp if same else vs - b / r2_far * xs
@@ -176,7 +176,9 @@ def logmap(x, y, *, k):
     """``Log_x(y) = theta / sinh(theta) (y + <x, y>_L x / k)``, ``theta = d(x, y) / sqrt(k)``.
 
     The direction is evaluated as ``(y - x) - q / (2k) x`` with the chord ``q`` of :func:`dist`,
-    which keeps its digits when ``y`` is close to ``x``. The time part of ``y - x`` is taken as
+    which keeps its digits when ``y`` is close to ``x``; its second term is scaled as
+    ``theta tanh(theta / 2) x`` (``q = 4k sinh^2(theta / 2)``), so the product ``q x``, which
+    overflows for points far apart and far from the origin, is never formed. The time part of ``y - x`` is taken as
     ``(y_s - x_s) . (y_s + x_s) / (x_0 + y_0)`` (equal on the hyperboloid), not as ``y_0 - x_0``,
     whose rounding ``eps x_0`` is all of it for nearby points (a relative error of ``5e-9`` at
     distance ``1e-8`` in float64, ``3e-4`` at ``1e-4`` in float32).
@@ -188,7 +190,7 @@ def logmap(x, y, *, k):
     xs, ys = x[..., 1:], y[..., 1:]
     time = dot(ys - xs, ys + xs) / (x[..., :1] + y[..., :1])
     diff = torch.cat((time, ys - xs), dim=-1)
-    return (diff - q / (2 * k) * x) / _sinh_ratio(theta)
+    return diff / _sinh_ratio(theta) - theta * torch.tanh(0.5 * theta) * x
 
 
 def logmap0(y, *, k):
@@ -269,9 +271,14 @@ def lorentz_to_poincare(x, k):
 
 def poincare_to_lorentz(p, k):
     """Inverse of :func:`lorentz_to_poincare`:
-    ``(sqrt(k) (k + |p|^2), 2 k p) / (k - |p|^2)``, projected onto the hyperboloid."""
+    ``(sqrt(k) (k + |p|^2), 2 k p) / (k - |p|^2)``, projected onto the hyperboloid.
+
+    Where ``k - |p|^2`` is within rounding of 0 (``4 eps k``: points about ``36 sqrt(k)`` from
+    the origin in float64, ``16 sqrt(k)`` in float32, which the ball resolves no further) the
+    image is all rounding, and the result is infinite rather than an arbitrary point."""
     k = _as_k(k, p)
     p2 = p.square().sum(-1, keepdim=True)
-    den = (k - p2).clamp_min(torch.finfo(p.dtype).tiny)
+    den = k - p2
+    den = torch.where(den > 4 * torch.finfo(p.dtype).eps * k, den, torch.zeros_like(den))
     x0 = k.sqrt() * (k + p2) / den
     return project(torch.cat((x0, 2 * k * p / den), dim=-1), k=k)
