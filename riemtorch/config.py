@@ -72,7 +72,11 @@ it); the other manifolds that points and tangent vectors are finite and that poi
 manifold within :func:`riemtorch.manifolds.base.input_tolerance` (``1e-5`` float64, ``1e-3``
 float32: looser than :meth:`~riemtorch.manifolds.base.Manifold.check_point`, so that
 rounding, float32 data promoted to float64 and finite-difference steps pass while a basis that
-is not orthonormal or a point outside the ball raises). The optimizers check each batch of
+is not orthonormal or a point outside the ball raises). The methods of those manifolds also
+check that their result is finite: from finite inputs a non-finite result means the dtype's
+range was left (hyperboloid coordinates beyond about ``43 sqrt(k)`` from the origin in
+float32), and it raises ``ValueError`` instead of reaching the caller as ``inf`` or ``NaN``.
+The optimizers check each batch of
 parameters and its gradient once per step, then update without further checks. These checks
 read a value back to the host, which costs a device synchronisation on GPU; turn them off in
 tight training loops once the pipeline is known to be sound. They are skipped while
