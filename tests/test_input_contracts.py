@@ -3,10 +3,12 @@
 edge cases that are valid (empty batches, 0 x 0 matrices, mixed float dtypes) give results."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
+import riemtorch
 from riemtorch import config
 from riemtorch import linalg as L
 from riemtorch import nn as rnn
@@ -450,3 +452,17 @@ def test_tangent_vector_check_is_per_vector():
     assert torch.isfinite(Euclidean().expmap(x, u)).all()
     v = torch.randn(4096, 64, dtype=torch.float16)
     assert rnn.ExpMap0(PoincareBall())(v).dtype == torch.float16
+
+
+@pytest.mark.parametrize("manifold,kwargs", [
+    (riemtorch.SPDAffineInvariant(), {"n": 3}), (riemtorch.SPDBuresWasserstein(), {"n": 3}),
+    (riemtorch.Lorentz(), {"n": 3}), (riemtorch.PoincareBall(), {"n": 3}),
+    (riemtorch.Stiefel(), {"n": 4, "p": 2}), (riemtorch.Grassmann(), {"n": 4, "p": 2}),
+], ids=["aim", "bw", "lorentz", "poincare", "stiefel", "grassmann"])
+def test_checking_a_parameter_gives_no_autograd_warning(manifold, kwargs):
+    p = riemtorch.ManifoldParameter(manifold.random(2, dtype=torch.float64, **kwargs), manifold)
+    u = manifold.proju(p, torch.randn_like(p)).detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert manifold.check_point(p) == (True, None)
+        assert manifold.check_vector(p, u.requires_grad_()) == (True, None)

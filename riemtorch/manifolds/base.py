@@ -321,8 +321,9 @@ class Manifold(nn.Module):
         if not bool(torch.isfinite(x).all()):
             return False, "point contains NaN or infinite values"
         tol = default_tolerance(x.dtype)
-        return self._check_point_on_manifold(x, tol if atol is None else atol,
-                                             tol if rtol is None else rtol)
+        with torch.no_grad():  # values only (a parameter is checked without autograd warnings)
+            return self._check_point_on_manifold(x.detach(), tol if atol is None else atol,
+                                                 tol if rtol is None else rtol)
 
     def check_vector(self, x, u, atol=None, rtol=None) -> Tuple[bool, Optional[str]]:
         """Whether ``u`` is a batch of tangent vectors at ``x``: ``(ok, reason)``."""
@@ -335,8 +336,10 @@ class Manifold(nn.Module):
         if not bool(torch.isfinite(u).all()):
             return False, "tangent vector contains NaN or infinite values"
         tol = default_tolerance(u.dtype)
-        return self._check_vector_on_tangent(x, u, tol if atol is None else atol,
-                                             tol if rtol is None else rtol)
+        with torch.no_grad():
+            return self._check_vector_on_tangent(x.detach(), u.detach(),
+                                                 tol if atol is None else atol,
+                                                 tol if rtol is None else rtol)
 
     def assert_check_point(self, x, name: str = "point") -> None:
         """Raise ``ValueError`` with the reason if ``x`` is not on the manifold."""
