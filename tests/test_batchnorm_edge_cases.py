@@ -142,12 +142,18 @@ def test_sync_layer_outside_a_process_group_still_needs_two_samples():
 
 
 def test_a_dispersion_beyond_the_range_of_the_dtype_raises_instead_of_returning_nan():
-    # unit variance is about 32 curvature radii at k = 1e-3: cosh overflows (inf, then NaN)
+    # unit variance is about 32 curvature radii at k = 1e-3, with samples out to 52: in
+    # float32 the transport form's exponential map overflows (inf, then NaN)
     torch.manual_seed(0)
     manifold = riemtorch.Lorentz(1e-3)
-    x = manifold.random(16, n=4, std=0.3 * 1e-3 ** 0.5, dtype=F64)
+    x32 = manifold.random(16, n=4, std=0.3 * 1e-3 ** 0.5)
     with pytest.raises(ValueError, match="normalised batch is not finite"):
-        GyroBatchNorm(manifold, (4,), dtype=F64)(x)
+        RiemannianBatchNorm(manifold, (4,))(x32)
+    # the gyro form goes through the ball, which clips at the farthest point it resolves
+    x = manifold.random(16, n=4, std=0.3 * 1e-3 ** 0.5, dtype=F64)
+    out = GyroBatchNorm(manifold, (4,), dtype=F64)(x).detach()
+    radius = manifold.dist(manifold.origin_like(out), out) / 1e-3 ** 0.5
+    assert float(radius.max()) == pytest.approx(math.log(2 / torch.finfo(F64).eps), abs=0.1)
     # a target dispersion within range normalises the same batch
     y = GyroBatchNorm(manifold, (4,), dtype=F64, learn_scale=False)
     with torch.no_grad():

@@ -8,6 +8,7 @@ from riemtorch.linalg.lyapunov import (
     generalized_eigvalsh,
     lyapunov_in_eigenbasis,
     solve_lyapunov,
+    solve_sylvester,
 )
 from riemtorch.linalg.newton_schulz import sqrtm_invsqrtm_newton_schulz
 from riemtorch.linalg.spectral import SpectralFunction
@@ -37,6 +38,7 @@ __all__ = [
     "lyapunov_in_eigenbasis",
     "powm",
     "solve_lyapunov",
+    "solve_sylvester",
     "sqrtm",
     "sqrtm_invsqrtm",
     "sqrtm_invsqrtm_newton_schulz",

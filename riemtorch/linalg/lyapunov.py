@@ -1,7 +1,9 @@
-"""Lyapunov equation ``P L + L P = V`` for SPD ``P`` and generalized symmetric eigenvalues."""
+"""Lyapunov equation ``P L + L P = V`` for SPD ``P``, Sylvester equation ``A X + X B = C`` for
+symmetric ``A`` and ``B``, and generalized symmetric eigenvalues."""
 
 import torch
 
+from riemtorch import config
 from riemtorch.linalg.batched import eigvalsh
 from riemtorch.linalg.checks import check_float_tensor, check_square, check_symmetric_matrix
 from riemtorch.linalg.first_order import first_order
@@ -91,6 +93,101 @@ def solve_lyapunov(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     check_square(v, "V")
     _check_matching(p, v, ("P", "V"))
     return _Lyapunov.apply(p, v)
+
+
+def _sylvester_in_eigenbases(lam, u, mu, w, c):
+    """``X = U ((U^T C W) / (lam_i + mu_j)) W^T`` for ``A = U diag(lam) U^T``,
+    ``B = W diag(mu) W^T``."""
+    core = u.transpose(-1, -2) @ c @ w
+    return u @ (core / (lam.unsqueeze(-1) + mu.unsqueeze(-2))) @ w.transpose(-1, -2)
+
+
+class _Sylvester(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, c):
+        lam, u = working_eigh(a)
+        mu, w = working_eigh(b)
+        if config.validating():
+            _check_solvable(lam, mu)
+        sol = _sylvester_in_eigenbases(lam, u, mu, w, c.to(lam.dtype))
+        ctx.save_for_backward(lam, u, mu, w, sol)
+        ctx.dtypes = (a.dtype, b.dtype, c.dtype)
+        return as_dtype(sol, torch.promote_types(torch.promote_types(a.dtype, b.dtype), c.dtype))
+
+    @staticmethod
+    @first_order
+    def backward(ctx, grad):
+        lam, u, mu, w, sol = ctx.saved_tensors
+        # A dX + dX B = dC - dA X - X dB; the adjoint of C -> X (A, B symmetric) is the same
+        # solve, so with Z = S[G]: grad C = Z, grad A = -sym(Z X^T), grad B = -sym(X^T Z).
+        z = _sylvester_in_eigenbases(lam, u, mu, w, grad.to(lam.dtype))
+        st = sol.transpose(-1, -2)
+        return (-sym(z @ st)).to(ctx.dtypes[0]), (-sym(st @ z)).to(ctx.dtypes[1]), \
+            z.to(ctx.dtypes[2])
+
+
+def _check_solvable(lam, mu):
+    """``ValueError`` where ``lam_i + mu_j`` is within rounding of 0 (``A`` and ``-B`` share an
+    eigenvalue: no unique solution)."""
+    if lam.numel() == 0 or mu.numel() == 0:
+        return
+    sums = (lam.unsqueeze(-1) + mu.unsqueeze(-2)).abs().flatten(-2).amin(-1)
+    scale = torch.maximum(lam.abs().amax(-1), mu.abs().amax(-1))
+    n = lam.shape[-1] + mu.shape[-1]
+    if bool((sums <= n * torch.finfo(lam.dtype).eps * scale).any()):
+        raise ValueError("A X + X B = C has no unique solution: an eigenvalue of A is, to "
+                         "rounding, minus an eigenvalue of B")
+
+
+def solve_sylvester(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Solve ``A X + X B = C`` for symmetric ``A`` ``(..., n, n)`` and ``B`` ``(..., m, m)``.
+
+    With ``A = U diag(lam) U^T`` and ``B = W diag(mu) W^T`` (one ``eigh`` each),
+    ``X = U ((U^T C W) / (lam_i + mu_j)) W^T``: unique where no ``lam_i + mu_j`` is 0, as for
+    SPD ``A`` and ``B``. :func:`solve_lyapunov` is the case ``A = B = P``. The backward reuses
+    both decompositions (one more solve). Float32 input is solved in float64 (see
+    :mod:`riemtorch.config`).
+
+    Parameters
+    ----------
+    a : torch.Tensor
+        Symmetric matrices, shape ``(..., n, n)``.
+    b : torch.Tensor
+        Symmetric matrices, shape ``(..., m, m)``.
+    c : torch.Tensor
+        Right-hand sides, shape ``(..., n, m)``; batch shapes broadcast together.
+
+    Returns
+    -------
+    torch.Tensor
+        ``X``, shape ``(..., n, m)``.
+
+    Raises
+    ------
+    ValueError
+        With validation on, where some ``lam_i + mu_j`` is 0 to rounding (no unique solution).
+
+    Examples
+    --------
+    >>> import torch, riemtorch.linalg as L
+    >>> a = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    >>> b = torch.tensor([[3.0]], dtype=torch.float64)
+    >>> L.solve_sylvester(a, b, torch.ones(2, 1, dtype=torch.float64))
+    tensor([[0.2500],
+            [0.2000]], dtype=torch.float64)
+    """
+    check_symmetric_matrix(a, "A")
+    check_symmetric_matrix(b, "B")
+    check_float_tensor(c, "C")
+    if c.dim() < 2 or c.shape[-2:] != (a.shape[-1], b.shape[-1]):
+        raise ValueError(f"C must have shape (..., {a.shape[-1]}, {b.shape[-1]}) for A "
+                         f"{tuple(a.shape)} and B {tuple(b.shape)}, got {tuple(c.shape)}")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2], c.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"A {tuple(a.shape)}, B {tuple(b.shape)} and C {tuple(c.shape)} have "
+                         "batch shapes that do not broadcast") from None
+    return _Sylvester.apply(a, b, c)
 
 
 def generalized_eigvalsh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -64,32 +64,37 @@ def checks_inputs(*roles):
     do explicitly, so that methods built on matrix products accept them too; the result has
     that dtype.
 
-    With validation on, a result that is not finite raises ``ValueError``
-    (:meth:`Manifold._check_result`): from finite inputs it means the dtype's range was left
-    (hyperbolic points far from the origin, for instance), which would otherwise reach the
-    caller as a silent ``inf`` or ``NaN``.
+    With validation on, where a point or tangent vector was given (their values are checked),
+    a result that is not finite raises ``ValueError`` (:meth:`Manifold._check_result`): from
+    finite inputs it means an overflow (hyperbolic points far from the origin, for instance)
+    or an undefined value, which would otherwise reach the caller as a silent ``inf`` or
+    ``NaN``. Methods that take only ambient tensors (``projx``) keep no value checks, so they
+    also run under ``torch.vmap``.
     """
     if any(role not in ROLES + (None,) for role in roles):
         raise ValueError(f"roles must be among {ROLES} or None, got {roles}")
 
     def decorate(method):
-        names = tuple(inspect.signature(method).parameters)[1:len(roles) + 1]
+        parameters = tuple(inspect.signature(method).parameters)[1:]
+        names = parameters[:len(roles)]
         checked_args = tuple((i, name, role) for i, (name, role) in enumerate(zip(names, roles))
                              if role is not None)
 
         @functools.wraps(method)
         def checked(self, *args, **kwargs):
-            given = []
+            given, values_checked = [], False
             for i, name, role in checked_args:
                 value = args[i] if i < len(args) else kwargs.get(name)
                 if value is not None:
                     self._check_input(value, role, name, method.__name__)
                     given.append((i, name, value))
+                    values_checked = values_checked or role != "ambient"
             if len(given) > 1 and any(value.dtype != given[0][2].dtype for _, _, value in given):
                 args, kwargs = _promote_arguments(args, kwargs, given)
             result = method(self, *args, **kwargs)
-            if given and config.validating():
-                self._check_result(result, given, method.__name__)
+            if values_checked and config.validating():
+                arguments = [*zip(parameters, args), *kwargs.items()]
+                self._check_result(result, arguments, method.__name__)
             return result
 
         checked.input_roles = dict(zip(names, roles))
@@ -230,25 +235,26 @@ class Manifold(nn.Module):
 
     def _finite_range_hint(self, dtype: torch.dtype) -> str:
         """What leaves the range of ``dtype`` on this manifold, for :meth:`_check_result`."""
-        wider = "; compute in float64" if dtype != torch.float64 else ""
-        return f"the inputs are too large for {dtype}{wider}"
+        return (f"an overflow (inputs too large for {dtype}) or an undefined value (such as "
+                f"0 / 0)")
 
-    def _check_result(self, result, given, method: str) -> None:
+    def _check_result(self, result, arguments, method: str) -> None:
         """``ValueError`` if a tensor of ``result`` (a tensor or a tuple of them) has a NaN or
-        infinite entry: naming the input that has one (arguments not checked on entry, such as
-        Euclidean gradients), or else saying that the finite inputs overflowed the dtype
-        (:meth:`_finite_range_hint`)."""
+        infinite entry: naming the tensor argument that has one (arguments not checked on
+        entry, such as Euclidean gradients or scalars), or else saying what finite inputs can
+        produce (:meth:`_finite_range_hint`)."""
         tensors = result if isinstance(result, (tuple, list)) else (result,)
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
         with torch.no_grad():
-            if all(bool(torch.isfinite(t).all()) for t in tensors if isinstance(t, torch.Tensor)):
+            if all(bool(torch.isfinite(t).all()) for t in tensors):
                 return
             where = f"{type(self).__name__}.{method}"
-            for _, name, value in given:
-                if not bool(torch.isfinite(value).all()):
+            for name, value in arguments:
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(
+                        torch.isfinite(value).all()):
                     raise ValueError(f"{where}: {name} contains NaN or infinite values")
-        dtype = next(t.dtype for t in tensors if isinstance(t, torch.Tensor))
-        raise ValueError(f"{where}: the result is not finite in {dtype} although the inputs "
-                         f"are: {self._finite_range_hint(dtype)}")
+        raise ValueError(f"{where}: the result is not finite in {tensors[0].dtype} although the "
+                         f"inputs are: {self._finite_range_hint(tensors[0].dtype)}")
 
     # ---- generic defaults ----------------------------------------------------------------------
     def egrad2rgrad(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -32,10 +32,11 @@ class Lorentz(ConstantCurvature):
     float64, where the squares of the coordinates leave the dtype's range (a tangent vector
     ``u`` at such a point has coordinates about ``|u| cosh(r / sqrt(k))``, so its squared
     norm overflows somewhat nearer).
-    The gyro operations go through the Poincaré ball, which resolves points up to about
-    ``36 sqrt(k)`` from the origin in float64 and ``16 sqrt(k)`` in float32. Beyond these
-    ranges, with validation on (:mod:`riemtorch.config`), methods raise ``ValueError``
-    instead of returning ``inf`` or ``NaN``.
+    Beyond this range, with validation on (:mod:`riemtorch.config`), methods raise
+    ``ValueError`` instead of returning ``inf`` or ``NaN``. ``gyroadd`` and ``gyration`` go
+    through the Poincaré ball, which resolves points up to about ``36 sqrt(k)`` from the
+    origin in float64 and ``16 sqrt(k)`` in float32: their results are clipped to that
+    distance, as the ball's own points are clipped at its margin.
 
     Gyro structure: ``gyroadd``, ``gyroinv``, ``gyroscalarmul`` and ``gyration`` are the Möbius
     operations of the Poincaré ball of curvature ``-1/k`` transported by the isometry
@@ -60,13 +61,13 @@ class Lorentz(ConstantCurvature):
     curvature_sign = 1
 
     def _finite_range_hint(self, dtype: torch.dtype) -> str:
-        reach = "43" if dtype == torch.float32 else "350" if dtype == torch.float64 else "a few"
+        reach = {torch.float32: "43 sqrt(k)", torch.float64: "350 sqrt(k)"}.get(dtype)
+        if reach is None:
+            return super()._finite_range_hint(dtype)
         wider = ", compute in float64 or" if dtype != torch.float64 else ","
-        gyro = "36" if dtype == torch.float64 else "16"
         return (f"the hyperboloid's coordinates grow like exp(r / sqrt(k)) with the distance r "
-                f"from the origin and leave the range of {dtype} beyond about {reach} sqrt(k) "
-                f"(the gyro operations, through the Poincaré ball, beyond about {gyro} "
-                f"sqrt(k)){wider} keep points nearer the origin")
+                f"from the origin and leave the range of {dtype} beyond about {reach}{wider} "
+                f"keep points nearer the origin")
 
     def __init__(self, k=1.0, learnable: bool = False, dtype=None):
         if not bool(curvature_tensor(k, "k", dtype) > 0):

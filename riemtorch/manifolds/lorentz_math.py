@@ -226,10 +226,12 @@ def _point_tangent_inner(x, y, v, k):
     alpha, beta = dot(axis, ys), dot(axis, vs)
     y_perp, v_perp = ys - alpha * axis, vs - beta * axis
     outward = alpha > 0
-    numerator = k * dot(axis, ys - xs) * (alpha + r) - r * r * dot(y_perp, y_perp)
-    denominator = torch.where(outward, alpha * x0 + y0 * r, torch.ones_like(r))
-    radial = torch.where(outward, numerator / denominator, alpha * x0 - y0 * r)
-    far_value = dot(y_perp, v_perp) + beta * radial / x0
+    # divided before multiplying: r^2 |y'|^2 alone overflows from about 22 sqrt(k) in float32
+    inv_den = 1 / torch.where(outward, alpha * x0 + y0 * r, torch.ones_like(r))
+    radial_out = (k * dot(axis, ys - xs) * ((alpha + r) * inv_den)
+                  - r * (r * inv_den) * dot(y_perp, y_perp))
+    radial = torch.where(outward, radial_out, alpha * x0 - y0 * r)
+    far_value = dot(y_perp, v_perp) + beta * (radial / x0)
     return torch.where(far, far_value, minkowski_inner(y, v, keepdim=True))
 
 
@@ -273,12 +275,12 @@ def poincare_to_lorentz(p, k):
     """Inverse of :func:`lorentz_to_poincare`:
     ``(sqrt(k) (k + |p|^2), 2 k p) / (k - |p|^2)``, projected onto the hyperboloid.
 
-    Where ``k - |p|^2`` is within rounding of 0 (``4 eps k``: points about ``36 sqrt(k)`` from
-    the origin in float64, ``16 sqrt(k)`` in float32, which the ball resolves no further) the
-    image is all rounding, and the result is infinite rather than an arbitrary point."""
+    ``k - |p|^2`` is floored at its rounding, ``2 eps k``: a point the ball does not resolve
+    from its boundary (``36 sqrt(k)`` from the origin in float64, ``16 sqrt(k)`` in float32)
+    maps to that distance from the origin, as the ball's own projection clips, rather than to
+    an infinite or arbitrary point."""
     k = _as_k(k, p)
     p2 = p.square().sum(-1, keepdim=True)
-    den = k - p2
-    den = torch.where(den > 4 * torch.finfo(p.dtype).eps * k, den, torch.zeros_like(den))
+    den = torch.maximum(k - p2, 2 * torch.finfo(p.dtype).eps * k)
     x0 = k.sqrt() * (k + p2) / den
     return project(torch.cat((x0, 2 * k * p / den), dim=-1), k=k)

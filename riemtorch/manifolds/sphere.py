@@ -26,6 +26,11 @@ def _direction_of_travel(x, w):
     return w / safe_norm(w, keepdim=True), degenerate
 
 
+
+def _normalized(x):
+    """``x / |x|`` over the last dimension."""
+    return x / x.norm(dim=-1, keepdim=True)
+
 class Sphere(Manifold):
     """Unit vectors ``(..., n)`` with the metric induced by ``R^n``.
 
@@ -56,7 +61,7 @@ class Sphere(Manifold):
 
     @checks_inputs("ambient")
     def projx(self, x):
-        return x / x.norm(dim=-1, keepdim=True)
+        return _normalized(x)
 
     @checks_inputs("point", "ambient")
     def proju(self, x, u):
@@ -74,11 +79,11 @@ class Sphere(Manifold):
     @checks_inputs("point", "tangent vector")
     def expmap(self, x, u):
         n = safe_norm(u, keepdim=True)
-        return self.projx(torch.cos(n) * x + torch.sinc(n / torch.pi) * u)
+        return _normalized(torch.cos(n) * x + torch.sinc(n / torch.pi) * u)
 
     @checks_inputs("point", "tangent vector")
     def retr(self, x, u):
-        return self.projx(x + u)
+        return _normalized(x + u)
 
     def _chord(self, x, y):
         """``(y - <x,y>x, |y - <x,y>x|, <x,y>)``: direction, sine and cosine of the angle."""
@@ -148,7 +153,7 @@ class Sphere(Manifold):
     def random(self, *size, n=3, dtype=None, device=None, generator=None):
         """Uniform points on the sphere in ``R^n``, batch shape ``size``."""
         g = torch.randn(*size, n, dtype=dtype, device=device, generator=generator)
-        return self.projx(g)
+        return _normalized(g)
 
     def origin(self, *size, n=3, dtype=None, device=None):
         e = torch.zeros(*size, n, dtype=dtype, device=device)
@@ -160,4 +165,4 @@ class Sphere(Manifold):
 
     def _initial_mean(self, x, w):
         m = self.scale_tangent(w, x).sum(0)
-        return self.projx(torch.where(safe_norm(m, keepdim=True) > 1e-3, m, x[0]))
+        return _normalized(torch.where(safe_norm(m, keepdim=True) > 1e-3, m, x[0]))
