@@ -34,6 +34,7 @@ CASES = {
         spd_batch, lambda x: riemtorch.SPDBuresWasserstein().frechet_mean(x)),
     "Newton-Schulz square root": (spd_batch, lambda x: L.sqrtm_invsqrtm_newton_schulz(x)[0]),
     "Lyapunov solve": (spd_batch, lambda x: L.solve_lyapunov(x, x.flip(0))),
+    "Sylvester solve": (spd_batch, lambda x: L.solve_sylvester(x[0], x[1], x[2])),
     "eigenbasis congruence (BW transport)": (
         spd_batch, lambda x: riemtorch.SPDBuresWasserstein().transp(x[0], x[1], x[2])),
     "differential of the power map": (

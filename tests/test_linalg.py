@@ -293,6 +293,54 @@ def test_lyapunov_gradcheck(point):
     assert torch.autograd.gradcheck(lambda a, b: L.solve_lyapunov(L.sym(a), b), (p, v))
 
 
+def _symmetric(batch, n, seed, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    return L.sym(torch.randn(*batch, n, n, dtype=F64, generator=g)) + shift * torch.eye(n, dtype=F64)
+
+
+def test_sylvester_matches_scipy_for_symmetric_indefinite_and_rectangular():
+    a = _symmetric((3,), 5, seed=1, shift=0.5)  # indefinite: only lam_i + mu_j != 0 matters
+    b = _symmetric((3,), 3, seed=2, shift=4.0)
+    c = torch.randn(3, 5, 3, dtype=F64, generator=torch.Generator().manual_seed(3))
+    x = L.solve_sylvester(a, b, c)
+    ref = np.stack([scipy.linalg.solve_sylvester(*m) for m in zip(a.numpy(), b.numpy(), c.numpy())])
+    torch.testing.assert_close(x, torch.from_numpy(ref), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(a @ x + x @ b, c, rtol=1e-10, atol=1e-10)
+
+
+def test_sylvester_with_equal_matrices_is_the_lyapunov_solve():
+    p = random_spd(2, n=4, cond=20.0)
+    v = torch.randn(2, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(L.solve_sylvester(p, p, v), L.solve_lyapunov(p, v), rtol=1e-12,
+                               atol=1e-13)
+
+
+def test_sylvester_gradcheck_broadcast_and_float32():
+    a = _symmetric((2,), 3, seed=6, shift=3.0).requires_grad_()
+    b = _symmetric((), 2, seed=7, shift=3.0).requires_grad_()  # broadcast over the batch
+    c = torch.randn(2, 3, 2, dtype=F64, generator=torch.Generator().manual_seed(8),
+                    requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, y, z: L.solve_sylvester(L.sym(x), L.sym(y), z),
+                                    (a, b, c))
+    x32 = L.solve_sylvester(a.detach().float(), b.detach().float(), c.detach().float())
+    assert x32.dtype == torch.float32
+    torch.testing.assert_close(x32.double(), L.solve_sylvester(a, b, c).detach(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_sylvester_errors():
+    a, b = torch.diag(torch.tensor([1.0, 2.0], dtype=F64)), -torch.eye(1, dtype=F64)
+    with pytest.raises(ValueError, match="no unique solution"):
+        L.solve_sylvester(a, b, torch.ones(2, 1, dtype=F64))
+    with pytest.raises(ValueError, match=r"C must have shape \(\.\.\., 2, 1\)"):
+        L.solve_sylvester(a, 2 * b.neg(), torch.ones(1, 2, dtype=F64))
+    with pytest.raises(ValueError, match="not symmetric"):
+        L.solve_sylvester(torch.tensor([[1.0, 2.0], [0.0, 1.0]], dtype=F64), b.neg(),
+                          torch.ones(2, 1, dtype=F64))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        L.solve_sylvester(a.expand(3, 2, 2), b.neg().expand(2, 1, 1), torch.ones(2, 1, dtype=F64))
+
+
 def test_generalized_eigvalsh_matches_scipy_and_has_finite_gradient_at_equal_matrices():
     a, b = random_spd(3, n=5, cond=30.0, seed=1), random_spd(3, n=5, cond=30.0, seed=2)
     ref = torch.from_numpy(np.stack([scipy.linalg.eigh(x, y, eigvals_only=True)

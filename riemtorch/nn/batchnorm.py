@@ -322,7 +322,8 @@ class GyroBatchNorm(RiemannianBatchNorm):
     On the hyperbolic manifolds the gyro addition clips at the farthest point the dtype
     resolves, in curvature radii from the origin: the Poincaré ball at its margin (about 12 in
     float32, 24 in float64), the hyperboloid at about 16 and 36. A target dispersion
-    ``scale`` that carries samples beyond is not reached; keep ``scale`` well inside that radius, or work in float64."""
+    ``scale`` that carries samples beyond is not reached; keep ``scale`` well inside that
+    radius, or work in float64."""
 
     def __init__(self, manifold: Manifold, shape: Sequence[int], **kwargs):
         super().__init__(manifold, shape, gyro=True, **kwargs)
