@@ -190,7 +190,7 @@ def logmap(x, y, *, k):
     xs, ys = x[..., 1:], y[..., 1:]
     time = dot(ys - xs, ys + xs) / (x[..., :1] + y[..., :1])
     diff = torch.cat((time, ys - xs), dim=-1)
-    return diff / _sinh_ratio(theta) - theta * torch.tanh(0.5 * theta) * x
+    return torch.addcmul(diff / _sinh_ratio(theta), theta * torch.tanh(0.5 * theta), x, value=-1)
 
 
 def logmap0(y, *, k):
