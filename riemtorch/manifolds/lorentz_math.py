@@ -178,7 +178,8 @@ def logmap(x, y, *, k):
     The direction is evaluated as ``(y - x) - q / (2k) x`` with the chord ``q`` of :func:`dist`,
     which keeps its digits when ``y`` is close to ``x``; its second term is scaled as
     ``theta tanh(theta / 2) x`` (``q = 4k sinh^2(theta / 2)``), so the product ``q x``, which
-    overflows for points far apart and far from the origin, is never formed. The time part of ``y - x`` is taken as
+    overflows for points far apart and far from the origin, is never formed. The time part of
+    ``y - x`` is taken as
     ``(y_s - x_s) . (y_s + x_s) / (x_0 + y_0)`` (equal on the hyperboloid), not as ``y_0 - x_0``,
     whose rounding ``eps x_0`` is all of it for nearby points (a relative error of ``5e-9`` at
     distance ``1e-8`` in float64, ``3e-4`` at ``1e-4`` in float32).
