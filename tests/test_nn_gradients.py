@@ -74,11 +74,19 @@ def test_gradcheck_heads_and_pooling():
         assert torch.autograd.gradcheck(pool, (signals,))
 
 
-@pytest.mark.parametrize("metric", BN_METRICS)
-def test_float32_spdnet_gradients_are_finite_at_condition_1e6_and_repeated_eigenvalues(metric):
+FLOAT32_BN_CASES = {metric: {"metric": metric, "learn_metric": metric == "gbw"}
+                    for metric in BN_METRICS}
+FLOAT32_BN_CASES.update({  # Karcher flow steps for the affine-invariant mean
+    "aim-flow-1-step": {"metric": "aim", "mean_method": "flow", "mean_iters": 1},
+    "aim-flow": {"metric": "aim", "mean_method": "flow"},
+})
+
+
+@pytest.mark.parametrize("case", list(FLOAT32_BN_CASES))
+def test_float32_spdnet_gradients_are_finite_at_condition_1e6_and_repeated_eigenvalues(case):
     torch.manual_seed(4)
     model = torch.nn.Sequential(
-        rnn.BiMap(8, 6), rnn.SPDBatchNorm(6, metric=metric, learn_metric=(metric == "gbw")),
+        rnn.BiMap(8, 6), rnn.SPDBatchNorm(6, **FLOAT32_BN_CASES[case]),
         rnn.ReEig(1e-4), rnn.LogEig(), rnn.Vech(), torch.nn.Linear(21, 2))
     hard = riemtorch.SPDAffineInvariant().random(6, n=8, cond=1e6, dtype=torch.float32)
     repeated = torch.stack([torch.eye(8), 2 * torch.eye(8)])
