@@ -328,6 +328,18 @@ def test_sylvester_gradcheck_broadcast_and_float32():
                                atol=1e-6)
 
 
+def test_sylvester_and_lyapunov_solve_mixed_dtypes_in_the_wider_one():
+    a, b = _symmetric((), 3, seed=9, shift=3.0), _symmetric((), 2, seed=10, shift=3.0)
+    c = torch.randn(3, 2, dtype=F64, generator=torch.Generator().manual_seed(11))
+    with riemtorch.config.override(eigh_in_float64=False):
+        mixed = L.solve_sylvester(a.float(), b, c)
+        wide = L.solve_sylvester(a.float().double(), b, c)
+        torch.testing.assert_close(mixed, wide, rtol=1e-12, atol=1e-14)
+        p = random_spd(1, n=3, cond=10.0)[0]
+        torch.testing.assert_close(L.solve_lyapunov(p.float(), a), L.solve_lyapunov(
+            p.float().double(), a), rtol=1e-12, atol=1e-14)
+
+
 def test_sylvester_errors():
     a, b = torch.diag(torch.tensor([1.0, 2.0], dtype=F64)), -torch.eye(1, dtype=F64)
     with pytest.raises(ValueError, match="no unique solution"):

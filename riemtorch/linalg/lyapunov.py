@@ -43,7 +43,7 @@ def _check_matching(a: torch.Tensor, b: torch.Tensor, names) -> None:
 class _Lyapunov(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p, v):
-        lam, u = working_eigh(p)
+        lam, u = working_eigh(p.to(torch.promote_types(p.dtype, v.dtype)))
         lam = floor_eigenvalues(lam, p.dtype)
         sol = lyapunov_in_eigenbasis(lam, u, v.to(lam.dtype))
         ctx.save_for_backward(lam, u, sol)
@@ -105,14 +105,15 @@ def _sylvester_in_eigenbases(lam, u, mu, w, c):
 class _Sylvester(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, c):
-        lam, u = working_eigh(a)
-        mu, w = working_eigh(b)
+        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), c.dtype)
+        lam, u = working_eigh(a.to(dtype))  # one working dtype for all three
+        mu, w = working_eigh(b.to(dtype))
         if config.validating():
             _check_solvable(lam, mu)
         sol = _sylvester_in_eigenbases(lam, u, mu, w, c.to(lam.dtype))
         ctx.save_for_backward(lam, u, mu, w, sol)
         ctx.dtypes = (a.dtype, b.dtype, c.dtype)
-        return as_dtype(sol, torch.promote_types(torch.promote_types(a.dtype, b.dtype), c.dtype))
+        return as_dtype(sol, dtype)
 
     @staticmethod
     @first_order
@@ -165,7 +166,8 @@ def solve_sylvester(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.
     Raises
     ------
     ValueError
-        With validation on, where some ``lam_i + mu_j`` is 0 to rounding (no unique solution).
+        With validation on, where some ``lam_i + mu_j`` is 0 to rounding (no unique solution;
+        with validation off the result then has infinite or NaN entries).
 
     Examples
     --------

@@ -33,10 +33,10 @@ class Lorentz(ConstantCurvature):
     ``u`` at such a point has coordinates about ``|u| cosh(r / sqrt(k))``, so its squared
     norm overflows somewhat nearer).
     Beyond this range, with validation on (:mod:`riemtorch.config`), methods raise
-    ``ValueError`` instead of returning ``inf`` or ``NaN``. ``gyroadd`` and ``gyration`` go
-    through the Poincaré ball, which resolves points up to about ``36 sqrt(k)`` from the
-    origin in float64 and ``16 sqrt(k)`` in float32: their results are clipped to that
-    distance, as the ball's own points are clipped at its margin.
+    ``ValueError`` instead of returning ``inf`` or ``NaN``. ``gyroadd`` goes through the
+    Poincaré ball, which resolves points up to about ``37 sqrt(k)`` from the origin in float64
+    and ``17 sqrt(k)`` in float32: its results are clipped to that distance, as the ball's own
+    points are clipped at its margin.
 
     Gyro structure: ``gyroadd``, ``gyroinv``, ``gyroscalarmul`` and ``gyration`` are the Möbius
     operations of the Poincaré ball of curvature ``-1/k`` transported by the isometry
@@ -65,9 +65,10 @@ class Lorentz(ConstantCurvature):
         if reach is None:
             return super()._finite_range_hint(dtype)
         wider = ", compute in float64 or" if dtype != torch.float64 else ","
-        return (f"the hyperboloid's coordinates grow like exp(r / sqrt(k)) with the distance r "
-                f"from the origin and leave the range of {dtype} beyond about {reach}{wider} "
-                f"keep points nearer the origin")
+        return (f"an undefined value (such as 0 / 0), or an overflow: the hyperboloid's "
+                f"coordinates grow like exp(r / sqrt(k)) with the distance r from the origin "
+                f"and leave the range of {dtype} beyond about {reach}{wider} keep points "
+                f"nearer the origin")
 
     def __init__(self, k=1.0, learnable: bool = False, dtype=None):
         if not bool(curvature_tensor(k, "k", dtype) > 0):

@@ -24,6 +24,7 @@ import torch
 from riemtorch.linalg.safe import safe_norm, safe_sqrt
 from riemtorch.linalg.vector import dot
 from riemtorch.manifolds.stereographic_math import _arsin_ratio
+from riemtorch.manifolds.stereographic_math import project as sm_project
 
 __all__ = [
     "minkowski_inner", "tangent_inner", "project", "project_u", "egrad2rgrad", "norm", "dist",
@@ -276,12 +277,15 @@ def poincare_to_lorentz(p, k):
     """Inverse of :func:`lorentz_to_poincare`:
     ``(sqrt(k) (k + |p|^2), 2 k p) / (k - |p|^2)``, projected onto the hyperboloid.
 
-    ``k - |p|^2`` is floored at its rounding, ``2 eps k``: a point the ball does not resolve
-    from its boundary (``36 sqrt(k)`` from the origin in float64, ``16 sqrt(k)`` in float32)
-    maps to that distance from the origin, as the ball's own projection clips, rather than to
-    an infinite or arbitrary point."""
+    ``p`` is first clipped radially to ``|p| <= (1 - eps) sqrt(k)`` and ``k - |p|^2`` floored
+    at ``2 eps k``, its rounding: a point the ball does not resolve from its boundary, or one
+    outside the ball, maps to the farthest resolved distance from the origin
+    (``ln(2 / eps) sqrt(k)``: 37 in float64, 17 in float32), as the ball's own projection
+    clips, rather than to an infinite or arbitrary point."""
     k = _as_k(k, p)
+    eps = torch.finfo(p.dtype).eps
+    p = sm_project(p, k=-1 / k, margin=eps)
     p2 = p.square().sum(-1, keepdim=True)
-    den = torch.maximum(k - p2, 2 * torch.finfo(p.dtype).eps * k)
+    den = torch.maximum(k - p2, 2 * eps * k)
     x0 = k.sqrt() * (k + p2) / den
     return project(torch.cat((x0, 2 * k * p / den), dim=-1), k=k)

@@ -26,10 +26,10 @@ def _direction_of_travel(x, w):
     return w / safe_norm(w, keepdim=True), degenerate
 
 
-
 def _normalized(x):
     """``x / |x|`` over the last dimension."""
     return x / x.norm(dim=-1, keepdim=True)
+
 
 class Sphere(Manifold):
     """Unit vectors ``(..., n)`` with the metric induced by ``R^n``.

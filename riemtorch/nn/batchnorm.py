@@ -321,7 +321,7 @@ class GyroBatchNorm(RiemannianBatchNorm):
 
     On the hyperbolic manifolds the gyro addition clips at the farthest point the dtype
     resolves, in curvature radii from the origin: the Poincaré ball at its margin (about 12 in
-    float32, 24 in float64), the hyperboloid at about 16 and 36. A target dispersion
+    float32, 24 in float64), the hyperboloid at about 17 and 37. A target dispersion
     ``scale`` that carries samples beyond is not reached; keep ``scale`` well inside that
     radius, or work in float64."""
 
