@@ -28,6 +28,14 @@ def spd_model():
                                ReEig(), LogEig(), Vech(), torch.nn.Linear(10, 2, dtype=F64))
 
 
+def spd_flow_model():
+    from riemtorch.nn import BiMap, LogEig, ReEig, SPDBatchNorm, Vech
+
+    return torch.nn.Sequential(BiMap(6, 4, dtype=F64),
+                               SPDBatchNorm(4, metric="aim", mean_method="flow", dtype=F64),
+                               ReEig(), LogEig(), Vech(), torch.nn.Linear(10, 2, dtype=F64))
+
+
 def sphere_input(gen):
     return torch.randn(BATCH, 5, dtype=F64, generator=gen)
 
@@ -42,7 +50,8 @@ class _Normalize(torch.nn.Module):
         return x / x.norm(dim=-1, keepdim=True)
 
 
-MODELS = {"sphere": (sphere_model, sphere_input), "spd": (spd_model, spd_input)}
+MODELS = {"sphere": (sphere_model, sphere_input), "spd": (spd_model, spd_input),
+          "spd-flow": (spd_flow_model, spd_input)}
 
 
 def run(name, x, world=1, total=None):
