@@ -12,7 +12,6 @@ mean is ``B`` and its variance about ``B`` is ``t^2 v`` (``s^2`` for ``eps = 0``
 form the left cancellation law ``⊖B ⊕ (B ⊕ z) = z`` gives back the scaled centred sample.
 """
 
-import math
 
 import pytest
 import torch

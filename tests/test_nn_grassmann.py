@@ -62,3 +62,17 @@ def test_gyro_batch_norm_on_float32_subspaces_whose_first_sample_is_far_from_the
     torch.testing.assert_close((mean @ mean.mT).double(), exact @ exact.mT, rtol=0, atol=1e-4)
     y = riemtorch.nn.GyroBatchNorm(grassmann, (5, 2))(x)
     assert bool(torch.isfinite(y).all())
+
+
+def test_functional_forms_agree_with_the_layers():
+    from riemtorch.nn import functional as F
+
+    torch.manual_seed(3)
+    head = SubspaceClassifier(5, 3, subspace_dim=2, dtype=torch.float64)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    plain = head.subspaces.detach().clone()
+    torch.testing.assert_close(F.subspace_logits(x, plain, head.log_scale.exp()), head(x))
+    a = torch.randn(2, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(F.orthonormalize(a), Orthonormalize()(a))
+    q = F.orthonormalize(a)
+    torch.testing.assert_close(F.projector(q), Projector()(q))

@@ -191,3 +191,31 @@ def test_lorentz_linear_with_time_scale_has_finite_gradients_at_the_origin():
         for param in net.parameters():
             if param.grad is not None:
                 assert float(param.grad.abs().amax()) < 1e3
+
+
+def test_functional_forms_take_plain_tensors_and_agree_with_the_layers():
+    """The layers' formulas (tested above against independent references) are the stateless
+    functions of riemtorch.nn.functional, which take any tensors, with gradients to them."""
+    from riemtorch.nn import functional as F
+
+    torch.manual_seed(5)
+    lorentz = Lorentz(1.7)
+    layer = LorentzLinear(lorentz, 4, 3, time_scale=True, dtype=F64)
+    x = lorentz.random(6, n=4, dtype=F64)
+    weight = layer.linear.weight.detach().clone().requires_grad_()
+    out = F.lorentz_linear(x, weight, layer.linear.bias, k=1.7,
+                           time_weight=layer.time_linear.weight,
+                           time_bias=layer.time_linear.bias, log_scale=layer.log_scale)
+    torch.testing.assert_close(out, layer(x))
+    ok, reason = lorentz.check_point(out)
+    assert ok, reason
+    out.sum().backward()
+    assert weight.grad is not None and torch.isfinite(weight.grad).all()
+
+    ball = PoincareBall(0.8)
+    mlr = PoincareMLR(ball, 3, 4, dtype=F64)
+    with torch.no_grad():
+        mlr.points.copy_(ball.random(4, n=3, std=0.3, dtype=F64))
+    z = ball.random(5, n=3, std=0.5, dtype=F64)
+    points, normals = mlr.points.detach().clone(), mlr.normals.detach().clone()
+    torch.testing.assert_close(F.poincare_mlr(z, points, normals, ball), mlr(z))

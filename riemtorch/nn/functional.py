@@ -1,4 +1,5 @@
-"""Stateless SPD network operations; the modules in :mod:`riemtorch.nn` call these.
+"""Stateless network operations (SPD, hyperbolic and Grassmann layers); the modules in
+:mod:`riemtorch.nn` call these with their parameters.
 
 Shapes follow torch: leading dimensions are batch dimensions, the last two are the matrix.
 Matrix functions follow the numerical policy of :mod:`riemtorch.config`.
@@ -19,6 +20,7 @@ from riemtorch.linalg.checks import (
     check_square,
 )
 from riemtorch.linalg.padding import pad_identity
+from riemtorch.linalg.safe import safe_norm
 
 
 class _BiMap(torch.autograd.Function):
@@ -227,3 +229,81 @@ def unvech(v: torch.Tensor) -> torch.Tensor:
     upper = upper.unflatten(-1, (n, n))
     # the diagonal is in both triangles: halve it once
     return upper + upper.transpose(-1, -2) - torch.diag_embed(upper.diagonal(0, -2, -1))
+
+
+# ---- hyperbolic layers -------------------------------------------------------------------------
+def lorentz_linear(x: torch.Tensor, weight: torch.Tensor, bias=None, *, k, time_weight=None,
+                   time_bias=None, log_scale=None) -> torch.Tensor:
+    """Fully hyperbolic linear map (:class:`~riemtorch.nn.LorentzLinear`): the spatial part
+    ``h = x W^T + b`` of the output, and the time coordinate ``sqrt(|h|^2 + k)``, so the output
+    lies on the hyperboloid ``<y, y>_L = -k``.
+
+    With ``time_weight`` ``v`` (shape ``(1, in)``), ``time_bias`` ``c`` and ``log_scale``
+    ``s``, the distance from the origin is learned: ``t = exp(s) sigmoid(x v^T + c) +
+    sqrt(k) (1 + 1e-3)`` and ``h`` is rescaled to ``|h| = sqrt(t^2 - k)`` (the origin where
+    ``h = 0``). ``k`` is a positive number or tensor.
+    """
+    check_float_tensor(x)
+    k = torch.as_tensor(k, dtype=x.dtype, device=x.device)
+    h = torch.nn.functional.linear(x, weight, bias)
+    if time_weight is not None:
+        t = (log_scale.exp() * torch.sigmoid(torch.nn.functional.linear(x, time_weight, time_bias))
+             + k.sqrt() * (1 + 1e-3))
+        # at h = 0 there is no direction to carry the distance: the output stays at the
+        # origin, with a zero gradient there instead of one through 1 / sqrt(tiny)
+        moved = h.square().sum(-1, keepdim=True) > 0
+        h = torch.where(moved, h * ((t.square() - k).clamp_min(0).sqrt()
+                                    / safe_norm(h, keepdim=True)), torch.zeros_like(h))
+    # the time coordinate from the spatial part, also where h = 0 (no direction to carry the
+    # learned distance: the origin) and without the rounding of t^2 - k
+    return torch.cat([(h.square().sum(-1, keepdim=True) + k).sqrt(), h], dim=-1)
+
+
+def poincare_mlr(x: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
+                 manifold) -> torch.Tensor:
+    """Logits ``(..., num_classes)`` of the Poincaré multinomial logistic regression
+    (:class:`~riemtorch.nn.PoincareMLR`, where the formula is stated) for points ``x``
+    ``(..., n)`` of the ball ``manifold``, class hyperplanes through ``points`` ``(K, n)`` with
+    ``normals`` ``(K, n)`` given at the origin. No input checks: the module checks its input."""
+    m = manifold
+    c = -m.k.to(dtype=x.dtype, device=x.device)
+    sqrt_c = c.sqrt()
+    a = m.transp0(points, normals)
+    a_norm = safe_norm(a)
+    lam_p = m.lambda_x(points)
+    # <z, a> / (1 - c |z|^2) for z = (-p) ⊕ x from the inner products of p, x and a: the
+    # Möbius sum's denominator cancels, and no z is formed (the ball's gyroadd keeps its result
+    # a margin inside the boundary, which saturated the logits of points far from p: float32,
+    # 9 from the origin, 34 % off)
+    px, xa = x @ points.mT, x @ a.mT
+    pa = (points * a).sum(-1)
+    x2 = x.square().sum(-1, keepdim=True)
+    p_gap = 1 - c * points.square().sum(-1)
+    num = p_gap * xa - (1 - 2 * c * px + c * x2) * pa
+    arg = 2 * sqrt_c * num / (p_gap * (1 - c * x2) * a_norm)
+    return lam_p * a_norm / sqrt_c * torch.asinh(arg)
+
+
+# ---- Grassmann layers --------------------------------------------------------------------------
+def subspace_logits(x: torch.Tensor, subspaces: torch.Tensor, scale) -> torch.Tensor:
+    """``scale * |S_k^T x / |x||`` for features ``(..., n)`` and orthonormal bases ``subspaces``
+    ``(K, n, p)``: logits ``(..., K)`` of :class:`~riemtorch.nn.SubspaceClassifier`."""
+    check_float_tensor(x)
+    unit = x / safe_norm(x, keepdim=True)
+    coords = torch.einsum("...n,knp->...kp", unit, subspaces)
+    return scale * safe_norm(coords)
+
+
+def orthonormalize(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis ``Q`` of the column space of ``(..., n, p)`` full-rank matrices, from a
+    QR decomposition with the signs fixed so ``R`` has a positive diagonal (ReOrth)."""
+    check_float_tensor(x)
+    q, r = torch.linalg.qr(x)
+    sign = torch.sign(r.diagonal(dim1=-2, dim2=-1))
+    return q * torch.where(sign == 0, torch.ones_like(sign), sign).unsqueeze(-2)
+
+
+def projector(x: torch.Tensor) -> torch.Tensor:
+    """Projection matrices ``X X^T`` of orthonormal bases ``(..., n, p)`` (ProjMap)."""
+    check_float_tensor(x)
+    return x @ x.transpose(-1, -2)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from riemtorch.linalg.checks import check_positive_int, check_positive_number
-from riemtorch.linalg.safe import safe_norm
+from riemtorch.nn import functional as F
 from riemtorch.parameter import ManifoldParameter
 
 
@@ -58,9 +58,7 @@ class SubspaceClassifier(nn.Module):
         if x.shape[-1] != self.subspaces.shape[1]:
             raise ValueError(f"expected features of size {self.subspaces.shape[1]}, "
                              f"got input of shape {tuple(x.shape)}")
-        unit = x / safe_norm(x, keepdim=True)
-        coords = torch.einsum("...n,knp->...kp", unit, self.subspaces)
-        return self.log_scale.exp() * safe_norm(coords)
+        return F.subspace_logits(x, self.subspaces, self.log_scale.exp())
 
 
 class Orthonormalize(nn.Module):
@@ -68,9 +66,7 @@ class Orthonormalize(nn.Module):
     QR decomposition with the signs fixed so ``R`` has a positive diagonal (the ReOrth layer)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, r = torch.linalg.qr(x)
-        sign = torch.sign(r.diagonal(dim1=-2, dim2=-1))
-        return q * torch.where(sign == 0, torch.ones_like(sign), sign).unsqueeze(-2)
+        return F.orthonormalize(x)
 
 
 class Projector(nn.Module):
@@ -78,4 +74,4 @@ class Projector(nn.Module):
     the embedding in which a Grassmann point has a unique representation."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ x.transpose(-1, -2)
+        return F.projector(x)

@@ -8,9 +8,9 @@ from torch import nn
 
 from riemtorch import config
 from riemtorch.linalg.checks import check_positive_int
-from riemtorch.linalg.safe import safe_norm
 from riemtorch.manifolds.lorentz import Lorentz
 from riemtorch.manifolds.stereographic import Stereographic
+from riemtorch.nn import functional as F
 from riemtorch.parameter import ManifoldParameter
 
 
@@ -110,19 +110,12 @@ class LorentzLinear(nn.Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected points of dimension {self.in_features}, got {x.shape[-1]}")
         k = self.manifold.k.to(dtype=x.dtype, device=x.device)
-        x = self.dropout(x)
-        h = self.linear(x)
+        time = {}
         if self.time_scale:
-            t = (self.log_scale.exp() * torch.sigmoid(self.time_linear(x))
-                 + k.sqrt() * (1 + 1e-3))
-            # at h = 0 there is no direction to carry the distance: the output stays at the
-            # origin, with a zero gradient there instead of one through 1 / sqrt(tiny)
-            moved = h.square().sum(-1, keepdim=True) > 0
-            h = torch.where(moved, h * ((t.square() - k).clamp_min(0).sqrt()
-                                        / safe_norm(h, keepdim=True)), torch.zeros_like(h))
-        # the time coordinate from the spatial part, also where h = 0 (no direction to carry
-        # the learned distance: the origin) and without the rounding of t^2 - k
-        return torch.cat([(h.square().sum(-1, keepdim=True) + k).sqrt(), h], dim=-1)
+            time = dict(time_weight=self.time_linear.weight, time_bias=self.time_linear.bias,
+                        log_scale=self.log_scale)
+        return F.lorentz_linear(self.dropout(x), self.linear.weight, self.linear.bias, k=k,
+                                **time)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, time_scale={self.time_scale}"
@@ -179,20 +172,4 @@ class PoincareMLR(nn.Module):
                              f"its manifold has reached k = {float(m.k.detach()):g} (a "
                              "learnable PoincareBall keeps c > 0)")
         m._check_input(x, "point", "input", "PoincareMLR")  # values only with validation on
-        c = -m.k.to(dtype=x.dtype, device=x.device)
-        sqrt_c = c.sqrt()
-        p = self.points
-        a = m.transp0(p, self.normals)
-        a_norm = safe_norm(a)
-        lam_p = m.lambda_x(p)
-        # <z, a> / (1 - c |z|^2) for z = (-p) ⊕ x from the inner products of p, x and a: the
-        # Möbius sum's denominator cancels, and no z is formed (the ball's gyroadd keeps its
-        # result a margin inside the boundary, which saturated the logits of points far from
-        # p: float32, 9 from the origin, 34 % off)
-        px, xa = x @ p.mT, x @ a.mT
-        pa = (p * a).sum(-1)
-        x2 = x.square().sum(-1, keepdim=True)
-        p_gap = 1 - c * p.square().sum(-1)
-        num = p_gap * xa - (1 - 2 * c * px + c * x2) * pa
-        arg = 2 * sqrt_c * num / (p_gap * (1 - c * x2) * a_norm)
-        return lam_p * a_norm / sqrt_c * torch.asinh(arg)
+        return F.poincare_mlr(x, self.points, self.normals, m)
