@@ -418,3 +418,20 @@ def test_a_curvature_given_as_a_tensor_is_copied():
     assert float(k) == -1.0 and float(fixed.k) == -1.0 and float(ball.c) == 1.0
     assert PoincareBall(torch.tensor(0.3)).c.dtype == F64
     assert Lorentz(torch.tensor(2)).k.dtype == F64
+
+
+@pytest.mark.parametrize("radius,gap", [(0.99, 1e-3), (0.9, 1e-4), (0.5, 1e-5)])
+def test_mobius_addition_of_nearly_opposite_points_keeps_float32_digits(radius, gap):
+    """``(-m) ⊕ x`` for ``x`` near ``m`` (centring a sample at its mean): the textbook
+    numerator subtracts two vectors of size ``|m|`` (relative error 2e-2 at |m| = 0.99, gap
+    1e-3); the form through ``s = x + y`` keeps the digits of the float32 inputs."""
+    g = torch.Generator().manual_seed(7)
+    ball = PoincareBall(1.0)
+    u = torch.randn(500, 6, dtype=torch.float64, generator=g)
+    m = radius * u / u.norm(dim=-1, keepdim=True)
+    x = m + gap * torch.randn(500, 6, dtype=torch.float64, generator=g) / 6 ** 0.5
+    m32, x32 = m.float(), x.float()
+    got = ball.gyroadd(ball.gyroinv(m32), x32).double()
+    exact = sm.mobius_add(-m32.double(), x32.double(), k=-1.0)
+    error = (got - exact).norm(dim=-1) / exact.norm(dim=-1)
+    assert float(error.max()) < 2e-5

@@ -155,12 +155,26 @@ def _add_coefs(x2, y2, xy, k):
 def mobius_add(x, y, *, k, project=False):
     """Möbius addition ``x ⊕_k y``.
 
-    ``((1 - 2k<x,y> - k|y|^2) x + (1 + k|x|^2) y) / (1 - 2k<x,y> + k^2 |x|^2 |y|^2)``;
-    with ``project=True`` the result goes through :func:`project`.
+    ``((1 - 2k<x,y> - k|y|^2) x + (1 + k|x|^2) y) / (1 - 2k<x,y> + k^2 |x|^2 |y|^2)``,
+    evaluated with ``s = x + y`` as ``((1 + k|x|^2) s - k|s|^2 x) / D``, where
+    ``D = (1 + k|x|^2 - k<x,s>)^2 + k^2 (|x|^2 |s|^2 - <x,s>^2)`` (the same numbers): for
+    nearly opposite ``x`` and ``y`` the textbook numerator subtracts two vectors of size
+    ``|x|`` and the Lagrange term two numbers of size ``|x|^4`` (float32, ``|x| = 0.99``,
+    ``|x + y| = 1e-3``: relative error 2e-2, now 7e-6), where ``s`` keeps its digits: the
+    centring ``(-m) ⊕ x`` of samples near their mean. On the ball (``k < 0``) the two terms of
+    this numerator cancel by at most a factor 2. For ``k > 0`` they cancel where the sum
+    nears the antipode of the origin (nearly parallel ``x`` and ``y`` with ``k|x|^2`` near 1:
+    float32 relative error up to 7e-6 where the textbook form had 2e-7, 20000 random pairs at
+    ``|x| = |y| = 0.99``, ``k = 1``). With ``project=True`` the result goes through
+    :func:`project`.
     """
     k = _as_k(k, x)
-    a, b = _add_coefs(dot(x, x), dot(y, y), dot(x, y), k)
-    out = torch.addcmul(a * x, b, y)
+    s = x + y
+    x2, s2, xs = dot(x, x), dot(s, s), dot(x, s)
+    b = 1 + k * x2
+    lagrange = (x2 * s2 - xs * xs).clamp_min(0)
+    den = ((b - k * xs) ** 2 + k * k * lagrange).clamp_min(torch.finfo(x.dtype).tiny)
+    out = torch.addcmul(b / den * s, -k * s2 / den, x)
     return _project(out, k) if project else out
 
 
