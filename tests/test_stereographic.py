@@ -420,18 +420,48 @@ def test_a_curvature_given_as_a_tensor_is_copied():
     assert Lorentz(torch.tensor(2)).k.dtype == F64
 
 
+def _textbook_mobius_add(x, y, k):
+    """The textbook formula, evaluated in float64 (an independent reference)."""
+    x, y = x.double(), y.double()
+    x2, y2, xy = (x * x).sum(-1, keepdim=True), (y * y).sum(-1, keepdim=True), (x * y).sum(
+        -1, keepdim=True)
+    return (((1 - 2 * k * xy - k * y2) * x + (1 + k * x2) * y)
+            / (1 - 2 * k * xy + k * k * x2 * y2))
+
+
+def _relative_error(got, x, y, k):
+    exact = _textbook_mobius_add(x, y, k)
+    return float(((got.double() - exact).norm(dim=-1) / exact.norm(dim=-1)).max())
+
+
+@pytest.mark.parametrize("manifold", [PoincareBall(1.0), Stereographic(-1.0)],
+                         ids=["ball form", "per-point form"])
 @pytest.mark.parametrize("radius,gap", [(0.99, 1e-3), (0.9, 1e-4), (0.5, 1e-5)])
-def test_mobius_addition_of_nearly_opposite_points_keeps_float32_digits(radius, gap):
+def test_mobius_addition_of_nearly_opposite_points_keeps_float32_digits(manifold, radius, gap):
     """``(-m) ⊕ x`` for ``x`` near ``m`` (centring a sample at its mean): the textbook
     numerator subtracts two vectors of size ``|m|`` (relative error 2e-2 at |m| = 0.99, gap
     1e-3); the form through ``s = x + y`` keeps the digits of the float32 inputs."""
     g = torch.Generator().manual_seed(7)
-    ball = PoincareBall(1.0)
     u = torch.randn(500, 6, dtype=torch.float64, generator=g)
     m = radius * u / u.norm(dim=-1, keepdim=True)
     x = m + gap * torch.randn(500, 6, dtype=torch.float64, generator=g) / 6 ** 0.5
     m32, x32 = m.float(), x.float()
-    got = ball.gyroadd(ball.gyroinv(m32), x32).double()
-    exact = sm.mobius_add(-m32.double(), x32.double(), k=-1.0)
-    error = (got - exact).norm(dim=-1) / exact.norm(dim=-1)
-    assert float(error.max()) < 2e-5
+    got = manifold.gyroadd(manifold.gyroinv(m32), x32)
+    assert _relative_error(got, -m32, x32, -1.0) < 3e-5
+
+
+def test_mobius_addition_with_positive_curvature_keeps_float32_digits_far_out_and_opposite():
+    """For k > 0 points may lie anywhere: far from the origin (k|x|^2 large) the form
+    through s cancels and the textbook one does not; for nearly opposite points it is the
+    other way round. The per-point choice keeps both."""
+    sphere = Stereographic(1.0)
+    g = torch.Generator().manual_seed(8)
+    u = torch.randn(500, 5, dtype=torch.float64, generator=g)
+    far = 100.0 * u / u.norm(dim=-1, keepdim=True)
+    step = 1e-3 * torch.randn(500, 5, dtype=torch.float64, generator=g)
+    assert _relative_error(sphere.gyroadd(far.float(), step.float()), far.float(),
+                           step.float(), 1.0) < 1e-5
+    near = 0.5 * u / u.norm(dim=-1, keepdim=True)
+    opposite = -near + 1e-4 * torch.randn(500, 5, dtype=torch.float64, generator=g)
+    assert _relative_error(sphere.gyroadd(near.float(), opposite.float()), near.float(),
+                           opposite.float(), 1.0) < 3e-5

@@ -181,7 +181,8 @@ class Lorentz(ConstantCurvature):
     def gyroadd(self, x, y):
         """Möbius addition carried over from the ball."""
         k = self._k(x)
-        p = sm.mobius_add(lm.lorentz_to_poincare(x, k), lm.lorentz_to_poincare(y, k), k=-1 / k)
+        p = sm.mobius_add(lm.lorentz_to_poincare(x, k), lm.lorentz_to_poincare(y, k), k=-1 / k,
+                          ball=True)
         return lm.poincare_to_lorentz(p, k)
 
     @checks_inputs("point")

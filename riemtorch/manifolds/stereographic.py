@@ -148,8 +148,10 @@ class Stereographic(ConstantCurvature):
     # ---- gyro structure ----------------------------------------------------------------------
     @checks_inputs("point", "point")
     def gyroadd(self, x, y):
-        """Möbius addition ``x ⊕ y``."""
-        return sm.mobius_add(x, y, k=self._k(x), project=True)
+        """Möbius addition ``x ⊕ y`` (in its ball form on a :class:`PoincareBall`, whose
+        curvature is negative for good; see
+        :func:`~riemtorch.manifolds.stereographic_math.mobius_add`)."""
+        return sm.mobius_add(x, y, k=self._k(x), project=True, ball=self.curvature_sign < 0)
 
     @checks_inputs("point")
     def gyroinv(self, x):

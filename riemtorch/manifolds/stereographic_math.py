@@ -152,29 +152,41 @@ def _add_coefs(x2, y2, xy, k):
     return (1 - 2 * k * xy - k * y2) / den, (1 + k * x2) / den
 
 
-def mobius_add(x, y, *, k, project=False):
-    """Möbius addition ``x ⊕_k y``.
+def mobius_add(x, y, *, k, project=False, ball=False):
+    """Möbius addition ``x ⊕_k y``:
+    ``((1 - 2k<x,y> - k|y|^2) x + (1 + k|x|^2) y) / (1 - 2k<x,y> + k^2 |x|^2 |y|^2)``.
 
-    ``((1 - 2k<x,y> - k|y|^2) x + (1 + k|x|^2) y) / (1 - 2k<x,y> + k^2 |x|^2 |y|^2)``,
-    evaluated with ``s = x + y`` as ``((1 + k|x|^2) s - k|s|^2 x) / D``, where
-    ``D = (1 + k|x|^2 - k<x,s>)^2 + k^2 (|x|^2 |s|^2 - <x,s>^2)`` (the same numbers): for
-    nearly opposite ``x`` and ``y`` the textbook numerator subtracts two vectors of size
-    ``|x|`` and the Lagrange term two numbers of size ``|x|^4`` (float32, ``|x| = 0.99``,
-    ``|x + y| = 1e-3``: relative error 2e-2, now 7e-6), where ``s`` keeps its digits: the
-    centring ``(-m) ⊕ x`` of samples near their mean. On the ball (``k < 0``) the two terms of
-    this numerator cancel by at most a factor 2. For ``k > 0`` they cancel where the sum
-    nears the antipode of the origin (nearly parallel ``x`` and ``y`` with ``k|x|^2`` near 1:
-    float32 relative error up to 7e-6 where the textbook form had 2e-7, 20000 random pairs at
-    ``|x| = |y| = 0.99``, ``k = 1``). ``0 ⊕ y = y`` bit for bit; ``x ⊕ 0 = x`` to an ulp.
-    With ``project=True`` the result goes through :func:`project`.
+    For nearly opposite ``x`` and ``y`` (the centring ``(-m) ⊕ x`` of samples near their
+    mean) this textbook numerator subtracts two vectors of size ``|x|`` and the Lagrange term
+    ``|x|^2 |y|^2 - <x,y>^2`` of the denominator two numbers of size ``|x|^4`` (float32,
+    ``|x| = 0.99``, ``|x + y| = 1e-3``: relative error 2e-2). Through ``s = x + y``, which
+    keeps its digits there, the same numbers are ``((1 + k|x|^2) s - k|s|^2 x) / D`` with
+    ``D = (1 - k<x,y>)^2 + k^2 (|x|^2 |s|^2 - <x,s>^2)`` (7e-6 in that case). On the ball
+    (``k < 0``: ``ball=True``, which the caller promises) the two terms of that numerator
+    cancel by at most a factor 2, and it is used throughout (one pass over the points more
+    than the textbook form). Otherwise the form is chosen per point: through ``s`` where
+    ``|s| < |y|``, else the textbook one, which keeps the digits where the ``s`` form
+    cancels (``k > 0``, ``k|x|^2`` large: float32, ``|x| = 100``, ``|y| = 1e-3``, ``k = 1``:
+    relative error 0.97 through ``s``, 3e-7 textbook); both are evaluated there. ``0 ⊕ y = y``
+    bit for bit; ``x ⊕ 0 = x`` bit for bit, or to an ulp with ``ball=True``. With
+    ``project=True`` the result goes through :func:`project`.
     """
     k = _as_k(k, x)
     s = x + y
     x2, s2, xs = dot(x, x), dot(s, s), dot(x, s)
-    b = 1 + k * x2
-    lagrange = (x2 * s2 - xs * xs).clamp_min(0)
-    den = ((b - k * xs) ** 2 + k * k * lagrange).clamp_min(torch.finfo(x.dtype).tiny)
-    out = torch.addcmul(b / den * s, -k * s2 / den, x)
+    tiny = torch.finfo(x.dtype).tiny
+    if ball:
+        b = 1 + k * x2
+        lagrange = (x2 * s2 - xs * xs).clamp_min(0)
+        den = ((b - k * xs) ** 2 + k * k * lagrange).clamp_min(tiny)
+        out = torch.addcmul(b / den * s, -k * s2 / den, x)
+    else:
+        y2, xy = dot(y, y), dot(x, y)
+        through_s = s2 < y2
+        lagrange = torch.where(through_s, x2 * s2 - xs * xs, x2 * y2 - xy * xy).clamp_min(0)
+        den = ((1 - k * xy) ** 2 + k * k * lagrange).clamp_min(tiny)
+        coef_x = torch.where(through_s, -k * s2, 1 - 2 * k * xy - k * y2)
+        out = torch.addcmul(coef_x / den * x, (1 + k * x2) / den, torch.where(through_s, s, y))
     return _project(out, k) if project else out
 
 
