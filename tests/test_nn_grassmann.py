@@ -76,3 +76,9 @@ def test_functional_forms_agree_with_the_layers():
     torch.testing.assert_close(F.orthonormalize(a), Orthonormalize()(a))
     q = F.orthonormalize(a)
     torch.testing.assert_close(F.projector(q), Projector()(q))
+
+
+def test_grassmann_layers_take_half_precision():
+    head = SubspaceClassifier(4, 2).bfloat16()
+    assert head(torch.randn(3, 4).bfloat16()).dtype == torch.bfloat16
+    assert Projector()(torch.randn(2, 4, 2).half()).dtype == torch.float16

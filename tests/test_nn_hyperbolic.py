@@ -219,3 +219,19 @@ def test_functional_forms_take_plain_tensors_and_agree_with_the_layers():
     z = ball.random(5, n=3, std=0.5, dtype=F64)
     points, normals = mlr.points.detach().clone(), mlr.normals.detach().clone()
     torch.testing.assert_close(F.poincare_mlr(z, points, normals, ball), mlr(z))
+
+
+def test_lorentz_linear_takes_half_precision_and_checks_its_time_arguments():
+    from riemtorch.nn import functional as F
+
+    lorentz = Lorentz(1.0)
+    layer = LorentzLinear(lorentz, 4, 3)
+    x = lorentz.random(5, n=4)
+    expected = layer(x)
+    out = layer.half()(x.half())
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), expected, rtol=1e-2, atol=1e-2)
+    with pytest.raises(ValueError, match="time_weight and log_scale come together"):
+        F.lorentz_linear(x.float(), torch.randn(2, 4), k=1.0, time_weight=torch.randn(1, 4))
+    with pytest.raises(TypeError, match="floating-point"):
+        F.lorentz_linear(torch.ones(2, 4, dtype=torch.int64), torch.randn(2, 4), k=1.0)

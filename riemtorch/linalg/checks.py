@@ -18,6 +18,14 @@ def check_float_tensor(x, name: str = "input") -> None:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
 
 
+def check_floating_tensor(x, name: str = "input") -> None:
+    """Raise ``TypeError`` unless ``x`` is a floating-point tensor of any precision (half
+    precision included, as under autocast)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point tensor, got {kind}")
+
+
 def check_square(x: torch.Tensor, name: str = "input") -> None:
     """Raise ``ValueError`` unless ``x`` has shape ``(..., n, n)``."""
     if x.dim() < 2 or x.shape[-1] != x.shape[-2]:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from riemtorch import config
-from riemtorch.linalg.checks import check_positive_int
+from riemtorch.linalg.checks import check_floating_tensor, check_positive_int
 from riemtorch.manifolds.base import Manifold, default_mean_tolerance
 from riemtorch.manifolds.spd import common as spd_common
 from riemtorch.manifolds.spd.base import SPDManifold
@@ -77,9 +77,7 @@ def _check_floating(x) -> None:
     """``TypeError`` unless ``x`` is a floating-point tensor, under every metric and manifold:
     some would compute on integers, others fail deep inside (half precision is promoted with
     the parameters, as under autocast)."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"input must be a floating-point tensor, got {kind}")
+    check_floating_tensor(x)
 
 
 class RiemannianBatchNorm(nn.Module):

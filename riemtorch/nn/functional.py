@@ -16,6 +16,7 @@ from riemtorch.linalg.checks import (
     check_finite,
     check_finite_number,
     check_float_tensor,
+    check_floating_tensor,
     check_nonnegative_number,
     check_square,
 )
@@ -243,7 +244,9 @@ def lorentz_linear(x: torch.Tensor, weight: torch.Tensor, bias=None, *, k, time_
     sqrt(k) (1 + 1e-3)`` and ``h`` is rescaled to ``|h| = sqrt(t^2 - k)`` (the origin where
     ``h = 0``). ``k`` is a positive number or tensor.
     """
-    check_float_tensor(x)
+    check_floating_tensor(x)
+    if (time_weight is None) != (log_scale is None):
+        raise ValueError("time_weight and log_scale come together (time_bias is optional)")
     k = torch.as_tensor(k, dtype=x.dtype, device=x.device)
     h = torch.nn.functional.linear(x, weight, bias)
     if time_weight is not None:
@@ -288,7 +291,7 @@ def poincare_mlr(x: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
 def subspace_logits(x: torch.Tensor, subspaces: torch.Tensor, scale) -> torch.Tensor:
     """``scale * |S_k^T x / |x||`` for features ``(..., n)`` and orthonormal bases ``subspaces``
     ``(K, n, p)``: logits ``(..., K)`` of :class:`~riemtorch.nn.SubspaceClassifier`."""
-    check_float_tensor(x)
+    check_floating_tensor(x)
     unit = x / safe_norm(x, keepdim=True)
     coords = torch.einsum("...n,knp->...kp", unit, subspaces)
     return scale * safe_norm(coords)
@@ -297,7 +300,7 @@ def subspace_logits(x: torch.Tensor, subspaces: torch.Tensor, scale) -> torch.Te
 def orthonormalize(x: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis ``Q`` of the column space of ``(..., n, p)`` full-rank matrices, from a
     QR decomposition with the signs fixed so ``R`` has a positive diagonal (ReOrth)."""
-    check_float_tensor(x)
+    check_floating_tensor(x)
     q, r = torch.linalg.qr(x)
     sign = torch.sign(r.diagonal(dim1=-2, dim2=-1))
     return q * torch.where(sign == 0, torch.ones_like(sign), sign).unsqueeze(-2)
@@ -305,5 +308,5 @@ def orthonormalize(x: torch.Tensor) -> torch.Tensor:
 
 def projector(x: torch.Tensor) -> torch.Tensor:
     """Projection matrices ``X X^T`` of orthonormal bases ``(..., n, p)`` (ProjMap)."""
-    check_float_tensor(x)
+    check_floating_tensor(x)
     return x @ x.transpose(-1, -2)
