@@ -22,8 +22,7 @@ def lyapunov_in_eigenbasis(lam: torch.Tensor, u: torch.Tensor, v: torch.Tensor) 
     Differentiable by plain autograd in ``v`` (and in ``lam``, ``u``); for library code that
     already holds the eigendecomposition of ``P``.
     """
-    ut = u.transpose(-1, -2)
-    return u @ ((ut @ v @ u) / (lam.unsqueeze(-1) + lam.unsqueeze(-2))) @ ut
+    return _sylvester_in_eigenbases(lam, u, lam, u, v)
 
 
 def _check_matching(a: torch.Tensor, b: torch.Tensor, names) -> None:

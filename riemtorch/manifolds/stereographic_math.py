@@ -140,15 +140,16 @@ def norm(x, u, *, k, keepdim=False):
     return res if keepdim else res.squeeze(-1)
 
 
-def _mobius_den(x2, y2, xy, k):
-    # 1 - 2k<x,y> + k^2 |x|^2 |y|^2 written as a sum of two squares, so it is never negative.
-    lagrange = (x2 * y2 - xy * xy).clamp_min(0)
-    return ((1 - k * xy) ** 2 + k * k * lagrange).clamp_min(torch.finfo(x2.dtype).tiny)
+def _mobius_den(alpha, lagrange, k):
+    """``1 - 2k<x,y> + k^2 |x|^2 |y|^2`` as the sum of two squares ``alpha^2 + k^2 lagrange``
+    (never negative) from ``alpha = 1 - k<x,y>`` and the Lagrange term
+    ``|x|^2 |y|^2 - <x,y>^2``."""
+    return (alpha * alpha + k * k * lagrange.clamp_min(0)).clamp_min(torch.finfo(alpha.dtype).tiny)
 
 
 def _add_coefs(x2, y2, xy, k):
     """``(a, b)`` with ``x ⊕ y = a x + b y``, from ``|x|^2``, ``|y|^2`` and ``<x, y>``."""
-    den = _mobius_den(x2, y2, xy, k)
+    den = _mobius_den(1 - k * xy, x2 * y2 - xy * xy, k)
     return (1 - 2 * k * xy - k * y2) / den, (1 + k * x2) / den
 
 
@@ -174,19 +175,17 @@ def mobius_add(x, y, *, k, project=False, ball=False):
     k = _as_k(k, x)
     s = x + y
     x2, s2, xs = dot(x, x), dot(s, s), dot(x, s)
-    tiny = torch.finfo(x.dtype).tiny
+    b = 1 + k * x2
     if ball:
-        b = 1 + k * x2
-        lagrange = (x2 * s2 - xs * xs).clamp_min(0)
-        den = ((b - k * xs) ** 2 + k * k * lagrange).clamp_min(tiny)
+        den = _mobius_den(b - k * xs, x2 * s2 - xs * xs, k)
         out = torch.addcmul(b / den * s, -k * s2 / den, x)
     else:
         y2, xy = dot(y, y), dot(x, y)
         through_s = s2 < y2
-        lagrange = torch.where(through_s, x2 * s2 - xs * xs, x2 * y2 - xy * xy).clamp_min(0)
-        den = ((1 - k * xy) ** 2 + k * k * lagrange).clamp_min(tiny)
+        den = _mobius_den(1 - k * xy, torch.where(through_s, x2 * s2 - xs * xs, x2 * y2 - xy * xy),
+                          k)
         coef_x = torch.where(through_s, -k * s2, 1 - 2 * k * xy - k * y2)
-        out = torch.addcmul(coef_x / den * x, (1 + k * x2) / den, torch.where(through_s, s, y))
+        out = torch.addcmul(coef_x / den * x, b / den, torch.where(through_s, s, y))
     return _project(out, k) if project else out
 
 

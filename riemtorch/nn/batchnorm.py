@@ -73,13 +73,6 @@ def _unchecked():
     return config.override(validate=False)
 
 
-def _check_floating(x) -> None:
-    """``TypeError`` unless ``x`` is a floating-point tensor, under every metric and manifold:
-    some would compute on integers, others fail deep inside (half precision is promoted with
-    the parameters, as under autocast)."""
-    check_floating_tensor(x)
-
-
 class RiemannianBatchNorm(nn.Module):
     """Batch normalisation of manifold-valued samples.
 
@@ -163,14 +156,14 @@ class RiemannianBatchNorm(nn.Module):
 
     def batch_statistics(self, x: torch.Tensor):
         """Fréchet mean (without the batch dimension) and variance of a batch ``x``."""
-        _check_floating(x)
+        check_floating_tensor(x)
         dtype, (xs,) = self._promote(x)
         mean = self._batch_mean(xs, dtype)
         return mean.to(dtype), self._variance(self._centre(xs, mean)).to(dtype)
 
     def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` with given statistics (the common step of train and eval)."""
-        _check_floating(x)
+        check_floating_tensor(x)
         dtype, (xs, mean, var) = self._promote(x, mean, var)
         return self._finish(self._centre(xs, mean), var).to(dtype)
 
@@ -266,9 +259,11 @@ class RiemannianBatchNorm(nn.Module):
         return self.manifold.geodesic(self._on_manifold(self.running_mean), mean, self.momentum)
 
     def _uses_batch_statistics(self, x: torch.Tensor) -> bool:
-        """Check the input's type and shape; whether this call normalises with batch
+        """Check the input's type (floating point under every metric and manifold: some would
+        compute on integers, others fail deep inside; half precision is promoted with the
+        parameters, as under autocast) and shape; whether this call normalises with batch
         statistics."""
-        _check_floating(x)
+        check_floating_tensor(x)
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"expected input of shape (batch, {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")

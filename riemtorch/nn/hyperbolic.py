@@ -109,13 +109,12 @@ class LorentzLinear(nn.Module):
     def forward(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected points of dimension {self.in_features}, got {x.shape[-1]}")
-        k = self.manifold.k.to(dtype=x.dtype, device=x.device)
         time = {}
         if self.time_scale:
             time = dict(time_weight=self.time_linear.weight, time_bias=self.time_linear.bias,
                         log_scale=self.log_scale)
-        return F.lorentz_linear(self.dropout(x), self.linear.weight, self.linear.bias, k=k,
-                                **time)
+        return F.lorentz_linear(self.dropout(x), self.linear.weight, self.linear.bias,
+                                k=self.manifold.k, **time)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, time_scale={self.time_scale}"

@@ -187,8 +187,7 @@ def richardson_step(factor, lam, grad, w):
     From an estimate with ``||F|| <= tol`` it contracts ``||F||`` by at most
     ``(k - 1) / (k + 1)`` to first order (``0.12`` on the benchmark's Wishart samples, where
     ``||F||`` goes from ``1.5e-9`` to ``1.2e-10``)."""
-    rate = _richardson_rate(lam, w)[..., None, None]
-    return common.unwhiten(factor, common.expm(rate * grad))
+    return flow_step(factor, lam, grad, w, 1.0, first=False)
 
 
 def newton_step(factor, lam, loglam, bases, w, grad, nu, atol):
